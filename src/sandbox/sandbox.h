@@ -1,0 +1,97 @@
+/*
+ * sandbox.h - isolated execution environments at the process level. Knows
+ * nothing of functions, HTTP or SQL.
+ *
+ * wisp_sandbox_init() forks a small privileged "spawner" process; it must be
+ * called before the daemon creates any thread. The daemon talks to it over a
+ * socketpair (requests down, replies and exit events up, file descriptors
+ * passed with SCM_RIGHTS). The spawner creates each sandbox: new pid, mount,
+ * ipc, uts, net and cgroup namespaces; a network namespace with only
+ * loopback, up; a listening TCP socket on 127.0.0.1:<api_port> inside it (the
+ * daemon serves the Runtime API on that socket from its own event loop);
+ * cgroup limits for memory, pids and CPU (v2, or v1/hybrid by detection); a
+ * read-only root of the host's runtime folders with the code at /var/task,
+ * the runtime shims at /var/runtime and a size-limited tmpfs at /tmp; an
+ * unprivileged uid/gid, no capabilities, no_new_privs, rlimits and a seccomp
+ * allow-list; then it execs argv with exactly envp. The spawner reaps the
+ * sandbox and reports its exit. If the daemon dies, the spawner kills every
+ * sandbox and exits; at start it removes what a crashed predecessor left.
+ *
+ * Threads: init before any thread; every other call and every callback on
+ * the event-loop thread given to wisp_sandbox_attach.
+ */
+#ifndef WISP_SANDBOX_SANDBOX_H
+#define WISP_SANDBOX_SANDBOX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "core/err.h"
+
+typedef struct wisp_sandbox wisp_sandbox_t;
+
+typedef struct wisp_sandbox_config {
+    const char *state_dir;    /* private folder for the spawner (mount points); created */
+    const char *cgroup_name;  /* leaf under each controller's current group; default "wisp" */
+    uid_t uid;                /* unprivileged ids the sandboxes run as; default 65534 */
+    gid_t gid;
+} wisp_sandbox_config_t;
+
+typedef struct wisp_sandbox_spec {
+    const char *id;           /* unique, [A-Za-z0-9_-]{1,64}; names the cgroups */
+    const char *code_dir;     /* host folder mounted read-only at /var/task */
+    const char *runtime_dir;  /* host folder mounted read-only at /var/runtime, or NULL */
+    const char *const *argv;  /* NULL-terminated; argv[0] is a path inside the sandbox */
+    const char *const *envp;  /* NULL-terminated; the complete environment */
+    unsigned memory_mb;       /* memory limit (swap too); OOM kills the sandbox */
+    unsigned tmp_mb;          /* size of the /tmp tmpfs */
+    unsigned pids_max;        /* process/thread limit; default 256 */
+    unsigned cpu_weight;      /* 1-10000 relative CPU share (v2 weight; v1 shares derived) */
+    unsigned nofile;          /* RLIMIT_NOFILE; default 1024 */
+    uint16_t api_port;        /* Runtime API port inside the sandbox; default 9001 */
+    bool allow_network;       /* reserved: always false for now (loopback only) */
+} wisp_sandbox_spec_t;
+
+typedef struct wisp_sandbox_started {
+    pid_t pid;   /* host pid of the sandbox's first process */
+    int api_fd;  /* listening socket inside the sandbox's netns; caller owns */
+    int out_fd;  /* read end of the sandbox's stdout; caller owns */
+    int err_fd;  /* read end of the sandbox's stderr; caller owns */
+    uint64_t setup_ns; /* time the spawner spent creating it */
+} wisp_sandbox_started_t;
+
+/* Result of wisp_sandbox_spawn: st on success, err on failure (never both). */
+typedef void (*wisp_sandbox_spawn_cb)(void *data, const wisp_sandbox_started_t *st,
+                                      const wisp_err_t *err);
+/* A sandbox ended: its first process exited with wait_status (as waitpid), all
+ * its processes are gone and its cgroups removed. oom is true if the kernel's
+ * OOM killer acted in its memory cgroup. peak_mem is its memory high-water
+ * mark in bytes. */
+typedef void (*wisp_sandbox_exit_cb)(void *data, const char *id, int wait_status, bool oom,
+                                     uint64_t peak_mem);
+
+/* Fork the spawner. Call before any thread exists. cfg may be NULL for defaults. */
+int wisp_sandbox_init(wisp_sandbox_t **out, const wisp_sandbox_config_t *cfg, wisp_err_t *err)
+    __attribute__((warn_unused_result));
+/* Start receiving replies and exit events on loop; exit_cb runs for every sandbox that ends. */
+int wisp_sandbox_attach(wisp_sandbox_t *sb, uv_loop_t *loop, wisp_sandbox_exit_cb exit_cb,
+                        void *data, wisp_err_t *err) __attribute__((warn_unused_result));
+/* Ask for a new sandbox; cb runs once with the result. */
+int wisp_sandbox_spawn(wisp_sandbox_t *sb, const wisp_sandbox_spec_t *spec,
+                       wisp_sandbox_spawn_cb cb, void *data, wisp_err_t *err)
+    __attribute__((warn_unused_result));
+/* Kill every process of a sandbox (SIGKILL through its cgroup); the exit
+ * callback follows. Unknown ids are ignored. */
+void wisp_sandbox_kill(wisp_sandbox_t *sb, const char *id);
+/* Current memory high-water mark of a live sandbox in bytes (0 if unknown). */
+uint64_t wisp_sandbox_mem_peak(wisp_sandbox_t *sb, const char *id);
+/* Number of live sandboxes. */
+unsigned wisp_sandbox_count(wisp_sandbox_t *sb);
+/* Detected cgroup layout: "v2", "v1" or "hybrid"; and whether limits work. */
+const char *wisp_sandbox_cgroup_mode(wisp_sandbox_t *sb);
+/* Kill all sandboxes, stop the spawner and wait for it; frees sb. NULL is fine. */
+void wisp_sandbox_close(wisp_sandbox_t *sb);
+
+#endif
