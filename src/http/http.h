@@ -50,9 +50,9 @@ struct wisp_http_req {
     size_t ntrailers;
     char *body; /* whole body, NUL-terminated (NUL not counted) */
     size_t body_len;
-    bool aborted;             /* the client went away before the answer */
-    uint64_t start_ns;        /* wisp_mono_ns() when the request line arrived */
-    char peer[64];            /* "ip:port" of the client */
+    bool aborted;      /* the client went away before the answer */
+    uint64_t start_ns; /* wisp_mono_ns() when the request line arrived */
+    char peer[64];     /* "ip:port" of the client */
     wisp_http_listener_t *listener;
     void *listener_data; /* the data given to the listener that accepted it */
     void *user;          /* free for the handler's use */
@@ -63,12 +63,12 @@ typedef void (*wisp_http_handler_cb)(wisp_http_req_t *req, void *data);
 typedef void (*wisp_http_abort_cb)(wisp_http_req_t *req, void *data);
 
 typedef struct wisp_http_limits {
-    size_t max_header_bytes;      /* request line + headers; default 64 KiB; over: 431 */
-    size_t max_body_bytes;        /* default 6 MiB + 64 KiB; over: 413 */
-    unsigned idle_timeout_ms;     /* keep-alive idle before close; default 60000 */
-    unsigned request_timeout_ms;  /* a started request must be complete within; default 30000 */
-    unsigned max_connections;     /* per server; default 10000; over: accept and close */
-    unsigned max_pipelined;       /* requests buffered on one connection; default 64 */
+    size_t max_header_bytes;     /* request line + headers; default 64 KiB; over: 431 */
+    size_t max_body_bytes;       /* default 6 MiB + 64 KiB; over: 413 */
+    unsigned idle_timeout_ms;    /* keep-alive idle before close; default 60000 */
+    unsigned request_timeout_ms; /* a started request must be complete within; default 30000 */
+    unsigned max_connections;    /* per server; default 10000; over: accept and close */
+    unsigned max_pipelined;      /* requests buffered on one connection; default 64 */
 } wisp_http_limits_t;
 
 /* Create a server; name labels metrics ("admin", "gateway", "runtime").
@@ -81,31 +81,45 @@ wisp_http_server_t *wisp_http_server_new(uv_loop_t *loop, const char *name,
 int wisp_http_server_listen(wisp_http_server_t *srv, const char *hostport, void *listener_data,
                             wisp_http_listener_t **out, wisp_err_t *err)
     __attribute__((warn_unused_result));
-/* Adopt a socket that is already bound and listening; the server takes fd. */
+/* Adopt a socket that is already bound and listening (TCP or unix-domain);
+ * the server takes fd, also when this fails. */
 int wisp_http_server_adopt(wisp_http_server_t *srv, int fd, void *listener_data,
                            wisp_http_listener_t **out, wisp_err_t *err)
     __attribute__((warn_unused_result));
-/* The bound port of a listener (after listen with port 0). */
+/* The bound port of a listener (after listen with port 0); -1 for a
+ * unix-domain socket or on error. */
 int wisp_http_listener_port(wisp_http_listener_t *l);
 /* Stop a listener and close every connection it accepted; requests still
  * waiting for an answer are aborted (abort callbacks run). */
 void wisp_http_listener_close(wisp_http_listener_t *l);
 
 /* Stop accepting, let in-flight requests finish for up to grace_ms, then close
- * everything; done runs once the server is fully released (it is freed). */
-void wisp_http_server_shutdown(wisp_http_server_t *srv, unsigned grace_ms,
-                               void (*done)(void *data), void *data);
+ * everything; done runs once the server is fully released (it is freed).
+ * Idle connections close at once; busy ones answer with Connection: close.
+ * A second call is ignored. Requests still held by handlers after that stay
+ * valid (aborted) until they are answered. */
+void wisp_http_server_shutdown(wisp_http_server_t *srv, unsigned grace_ms, void (*done)(void *data),
+                               void *data);
 
 /* Case-insensitive lookup; NULL if absent. First match. */
 const char *wisp_http_req_header(const wisp_http_req_t *req, const char *name);
 const char *wisp_http_req_trailer(const wisp_http_req_t *req, const char *name);
+/* Set the abort callback (replacing an earlier one). It is not called if the
+ * request was aborted already: check req->aborted. After an abort,
+ * req->listener and req->listener_data may point to a listener that is gone. */
 void wisp_http_req_on_abort(wisp_http_req_t *req, wisp_http_abort_cb cb, void *data);
 
 /* Answer with a complete body. headers are extra lines already formatted
- * ("Name: value\r\n"...), or NULL. Content-Length, Date, Connection are added. */
+ * ("Name: value\r\n"...), or NULL; they are trusted (not checked for CR/LF).
+ * Content-Length, Date, Connection are added. body is borrowed: it has been
+ * written or copied when the call returns. HEAD gets the headers only; 204 and
+ * 304 get no body and no Content-Length. After the call req must not be used. */
 void wisp_http_respond(wisp_http_req_t *req, int status, const char *content_type,
                        const char *headers, const void *body, size_t len);
-/* Streaming answer with chunked encoding: start, any number of chunks, end. */
+/* Streaming answer with chunked encoding: start, any number of chunks, end.
+ * Chunks are borrowed like bodies; empty chunks are ignored. To an HTTP/1.0
+ * client (no chunked encoding) the chunks are collected and sent with a
+ * Content-Length at the end. */
 void wisp_http_respond_start(wisp_http_req_t *req, int status, const char *content_type,
                              const char *headers);
 void wisp_http_respond_chunk(wisp_http_req_t *req, const void *data, size_t len);

@@ -33,36 +33,44 @@
 typedef struct wisp_sandbox wisp_sandbox_t;
 
 typedef struct wisp_sandbox_config {
-    const char *state_dir;    /* private folder for the spawner (mount points); created */
-    const char *cgroup_name;  /* leaf under each controller's current group; default "wisp" */
-    uid_t uid;                /* unprivileged ids the sandboxes run as; default 65534 */
+    const char *state_dir;   /* private folder for the spawner (mount points); created;
+                                absolute; default "/run/wisp" */
+    const char *cgroup_name; /* leaf under each controller's current group; default "wisp" */
+    uid_t uid;               /* unprivileged ids the sandboxes run as; default (0) 65534 */
     gid_t gid;
 } wisp_sandbox_config_t;
 
 typedef struct wisp_sandbox_spec {
-    const char *id;           /* unique, [A-Za-z0-9_-]{1,64}; names the cgroups */
-    const char *code_dir;     /* host folder mounted read-only at /var/task */
-    const char *runtime_dir;  /* host folder mounted read-only at /var/runtime, or NULL */
-    const char *const *argv;  /* NULL-terminated; argv[0] is a path inside the sandbox */
-    const char *const *envp;  /* NULL-terminated; the complete environment */
-    unsigned memory_mb;       /* memory limit (swap too); OOM kills the sandbox */
-    unsigned tmp_mb;          /* size of the /tmp tmpfs */
-    unsigned pids_max;        /* process/thread limit; default 256 */
-    unsigned cpu_weight;      /* 1-10000 relative CPU share (v2 weight; v1 shares derived) */
-    unsigned nofile;          /* RLIMIT_NOFILE; default 1024 */
-    uint16_t api_port;        /* Runtime API port inside the sandbox; default 9001 */
-    bool allow_network;       /* reserved: always false for now (loopback only) */
+    const char *id;          /* unique, [A-Za-z0-9_-]{1,64}; names the cgroups */
+    const char *code_dir;    /* host folder mounted read-only at /var/task */
+    const char *runtime_dir; /* host folder mounted read-only at /var/runtime, or NULL */
+    const char *const *argv; /* NULL-terminated; argv[0] is an absolute path inside the
+                                sandbox (no PATH search); the working folder is /var/task */
+    const char *const *envp; /* NULL-terminated; the complete environment */
+    unsigned memory_mb;      /* memory limit (swap too); OOM kills the sandbox; 0: none */
+    unsigned tmp_mb;         /* size of the /tmp tmpfs; default 512 */
+    unsigned pids_max;       /* process/thread limit; default 256 */
+    unsigned cpu_weight;     /* 1-10000 relative CPU share (v2 weight; v1 shares derived);
+                                0: no CPU group (the host's default share) */
+    unsigned nofile;         /* RLIMIT_NOFILE; default 1024 */
+    uint16_t api_port;       /* Runtime API port inside the sandbox; default 9001 */
+    bool allow_network;      /* reserved: always false for now (loopback only) */
 } wisp_sandbox_spec_t;
 
 typedef struct wisp_sandbox_started {
-    pid_t pid;   /* host pid of the sandbox's first process */
-    int api_fd;  /* listening socket inside the sandbox's netns; caller owns */
-    int out_fd;  /* read end of the sandbox's stdout; caller owns */
-    int err_fd;  /* read end of the sandbox's stderr; caller owns */
+    pid_t pid;         /* host pid of the sandbox's first process */
+    int api_fd;        /* listening socket inside the sandbox's netns; caller owns */
+    int out_fd;        /* read end of the sandbox's stdout; caller owns */
+    int err_fd;        /* read end of the sandbox's stderr; caller owns */
     uint64_t setup_ns; /* time the spawner spent creating it */
 } wisp_sandbox_started_t;
 
-/* Result of wisp_sandbox_spawn: st on success, err on failure (never both). */
+/* Result of wisp_sandbox_spawn: st on success, err on failure (never both).
+ * Failures: err->code WISP_EINVALID with err->sys_errno set when execve of
+ * argv[0] failed (message "exec <path>: <strerror>", e.g. ENOENT, EACCES,
+ * ENOEXEC: a bad entry point); WISP_ECONFLICT for an id in use;
+ * WISP_EUNAVAILABLE when the spawner is gone; WISP_EINTERNAL (with the errno
+ * and the failing step in the message) for any other setup failure. */
 typedef void (*wisp_sandbox_spawn_cb)(void *data, const wisp_sandbox_started_t *st,
                                       const wisp_err_t *err);
 /* A sandbox ended: its first process exited with wait_status (as waitpid), all
@@ -78,7 +86,10 @@ int wisp_sandbox_init(wisp_sandbox_t **out, const wisp_sandbox_config_t *cfg, wi
 /* Start receiving replies and exit events on loop; exit_cb runs for every sandbox that ends. */
 int wisp_sandbox_attach(wisp_sandbox_t *sb, uv_loop_t *loop, wisp_sandbox_exit_cb exit_cb,
                         void *data, wisp_err_t *err) __attribute__((warn_unused_result));
-/* Ask for a new sandbox; cb runs once with the result. */
+/* Ask for a new sandbox; cb runs once with the result (later, on the loop).
+ * spec is copied. Fails at once (cb never runs) for an invalid spec
+ * (WISP_EINVALID), a spec over 64 KiB (WISP_ELIMIT), an id in use
+ * (WISP_ECONFLICT), allow_network (WISP_EUNSUPPORTED), or no spawner. */
 int wisp_sandbox_spawn(wisp_sandbox_t *sb, const wisp_sandbox_spec_t *spec,
                        wisp_sandbox_spawn_cb cb, void *data, wisp_err_t *err)
     __attribute__((warn_unused_result));
@@ -89,9 +100,16 @@ void wisp_sandbox_kill(wisp_sandbox_t *sb, const char *id);
 uint64_t wisp_sandbox_mem_peak(wisp_sandbox_t *sb, const char *id);
 /* Number of live sandboxes. */
 unsigned wisp_sandbox_count(wisp_sandbox_t *sb);
-/* Detected cgroup layout: "v2", "v1" or "hybrid"; and whether limits work. */
+/* Detected cgroup layout: "v2", "v1", "hybrid" (or "none"). */
 const char *wisp_sandbox_cgroup_mode(wisp_sandbox_t *sb);
-/* Kill all sandboxes, stop the spawner and wait for it; frees sb. NULL is fine. */
+/* Whether memory and pids limits are applied (false: sandboxes run without). */
+bool wisp_sandbox_limits_ok(wisp_sandbox_t *sb);
+/* Kill all sandboxes, stop the spawner and wait for it; frees sb. NULL is fine.
+ * No callback runs from here: pending spawns and live sandboxes are dropped
+ * silently (their descriptors, already handed out, stay the caller's). May be
+ * called from a callback. If the spawner dies unexpectedly, pending spawns
+ * fail with WISP_EUNAVAILABLE and every live sandbox gets its exit callback
+ * (wait_status SIGKILL). */
 void wisp_sandbox_close(wisp_sandbox_t *sb);
 
 #endif

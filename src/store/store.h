@@ -20,8 +20,10 @@
 
 typedef struct wisp_store wisp_store_t;
 
-/* Open (creating if needed) the store at uri: a path to an SQLite file, or
- * "sqlite:PATH". Runs pending migrations. */
+/* Open (creating if needed, mode 0600) the store at uri: a path to an SQLite
+ * file, or "sqlite:PATH". Runs pending migrations, each in its own
+ * transaction. Fails with WISP_EUNSUPPORTED for a "postgres://" uri (not built
+ * yet) or a database written by a newer wisp (schema version too high). */
 wisp_store_t *wisp_store_open(const char *uri, wisp_err_t *err);
 void wisp_store_close(wisp_store_t *st);
 /* Schema version after migrations (for tests and /healthz). */
@@ -36,13 +38,15 @@ int wisp_store_fn_put(wisp_store_t *st, const char *name, json_t *doc, const cha
 /* *out is a new reference; WISP_ENOTFOUND if absent. */
 int wisp_store_fn_get(wisp_store_t *st, const char *name, json_t **out, wisp_err_t *err)
     __attribute__((warn_unused_result));
-/* Documents with name > after (NULL: from the start), ordered by name, at most limit. *out: new array. */
+/* Documents with name > after (NULL: from the start), ordered by name, at
+ * most limit (<= 0: no limit). *out: new array. */
 int wisp_store_fn_list(wisp_store_t *st, const char *after, int limit, json_t **out,
                        wisp_err_t *err) __attribute__((warn_unused_result));
 int wisp_store_fn_delete(wisp_store_t *st, const char *name, wisp_err_t *err)
     __attribute__((warn_unused_result));
 int64_t wisp_store_fn_count(wisp_store_t *st);
-/* Number of functions whose document has "code_sha256" == sha (package GC). */
+/* Number of functions whose document has "code_sha256" == sha (package GC).
+ * -1 if the store cannot answer (callers must then keep the package). */
 int64_t wisp_store_pkg_refs(wisp_store_t *st, const char *sha256);
 
 /* ---- logs: lines a function printed, plus START/END/REPORT ---- */
@@ -61,7 +65,8 @@ int wisp_store_log_append(wisp_store_t *st, const wisp_log_rec_t *recs, size_t n
                           int64_t cap_per_function, wisp_err_t *err)
     __attribute__((warn_unused_result));
 /* Lines of a function with id > after_id and ts >= since_ms (0: all), of one
- * request_id if not NULL, oldest first, at most limit. *out: new array of
+ * request_id if not NULL, oldest first, at most limit (<= 0: no limit).
+ * *out: new array of
  * {"id","ts","request_id","stream","line"} objects. */
 int wisp_store_log_query(wisp_store_t *st, const char *function, int64_t after_id, int64_t since_ms,
                          const char *request_id, int limit, json_t **out, wisp_err_t *err)
@@ -79,12 +84,22 @@ int wisp_store_invocation_put(wisp_store_t *st, json_t *rec, wisp_err_t *err)
     __attribute__((warn_unused_result));
 int wisp_store_invocation_get(wisp_store_t *st, const char *id, json_t **out, wisp_err_t *err)
     __attribute__((warn_unused_result));
-/* Most recent first, of one function (or all if NULL), at most limit. */
+/* Most recent first (by "start_ms"), of one function (or all if NULL), at
+ * most limit (<= 0: no limit). */
 int wisp_store_invocation_list(wisp_store_t *st, const char *function, int limit, json_t **out,
                                wisp_err_t *err) __attribute__((warn_unused_result));
+/* Delete the records whose "start_ms" is before before_ms (retention); *n
+ * (if not NULL) receives how many were deleted. */
+int wisp_store_invocation_prune(wisp_store_t *st, int64_t before_ms, int64_t *n, wisp_err_t *err)
+    __attribute__((warn_unused_result));
 
-/* Run several writes in one transaction (batching for throughput). */
+/* Run several writes in one transaction (batching for throughput). Calls
+ * nest: only the outermost commit writes. Every other store call works inside
+ * such a transaction. */
 int wisp_store_begin(wisp_store_t *st, wisp_err_t *err) __attribute__((warn_unused_result));
 int wisp_store_commit(wisp_store_t *st, wisp_err_t *err) __attribute__((warn_unused_result));
+/* Abandon the whole open transaction, however deeply begun (a later commit of
+ * an inner level fails with WISP_EINVALID). */
+int wisp_store_rollback(wisp_store_t *st, wisp_err_t *err) __attribute__((warn_unused_result));
 
 #endif

@@ -1,0 +1,494 @@
+/*
+ * env.c - execution environment life cycle and the Lambda Runtime API
+ * (shared/reference/lambda.md §1) served on each env's own listening socket.
+ * See env.h for the states and who owns what.
+ */
+#include "env/env.h"
+
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define LINE_MAX_BYTES (256 * 1024) /* a longer line is split (never dropped) */
+#define FINISH_WAIT_MS 200          /* wait for buffered output after the exit */
+#define API_PREFIX "/2018-06-01/runtime/"
+
+static void env_maybe_finish(wisp_env_t *env);
+
+const char *wisp_env_state_name(wisp_env_state_t s)
+{
+    switch (s) {
+    case WISP_ENV_STARTING: return "starting";
+    case WISP_ENV_IDLE: return "idle";
+    case WISP_ENV_BUSY: return "busy";
+    case WISP_ENV_RETIRING: return "retiring";
+    }
+    return "unknown";
+}
+
+/* ---- freeing: every uv handle is closed first; the env is freed in the last close callback ---- */
+
+static void unlink_env(wisp_env_t *env)
+{
+    for (wisp_env_t **pp = &env->sys->by_id; *pp; pp = &(*pp)->next_all) {
+        if (*pp == env) {
+            *pp = env->next_all;
+            env->sys->count--;
+            return;
+        }
+    }
+}
+
+static void handle_closed_cb(uv_handle_t *h)
+{
+    wisp_env_t *env = h->data;
+    free(h);
+    if (--env->pending_closes == 0) {
+        free(env->linebuf[0]);
+        free(env->linebuf[1]);
+        free(env);
+    }
+}
+
+static void close_handle(wisp_env_t *env, uv_handle_t *h)
+{
+    if (h == NULL || uv_is_closing(h))
+        return;
+    h->data = env;
+    env->pending_closes++;
+    uv_close(h, handle_closed_cb);
+}
+
+static void env_free(wisp_env_t *env)
+{
+    unlink_env(env);
+    if (env->listener) {
+        wisp_http_listener_close(env->listener);
+        env->listener = NULL;
+    }
+    env->pending_closes++; /* hold until all handles are queued for closing */
+    close_handle(env, (uv_handle_t *)env->out);
+    close_handle(env, (uv_handle_t *)env->err);
+    close_handle(env, (uv_handle_t *)env->timer);
+    close_handle(env, (uv_handle_t *)env->finish);
+    if (--env->pending_closes == 0) {
+        free(env->linebuf[0]);
+        free(env->linebuf[1]);
+        free(env);
+    }
+}
+
+/* ---- output capture ---- */
+
+static void emit_line(wisp_env_t *env, int which, const char *line, size_t len)
+{
+    const wisp_env_hooks_t *h = env->sys->hooks;
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    h->log(env->sys->hooks_data, env, which ? "stderr" : "stdout", line, len);
+}
+
+static void flush_partial(wisp_env_t *env, int which)
+{
+    if (env->linelen[which] > 0) {
+        emit_line(env, which, env->linebuf[which], env->linelen[which]);
+        env->linelen[which] = 0;
+    }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char scratch[65536]; /* loop thread only; consumed before the next read */
+    buf->base = scratch;
+    buf->len = sizeof scratch;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    wisp_env_t *env = s->data;
+    int which = (uv_pipe_t *)s == env->err;
+    if (n < 0) {
+        flush_partial(env, which);
+        uv_read_stop(s);
+        if (which)
+            env->err_eof = true;
+        else
+            env->out_eof = true;
+        env_maybe_finish(env);
+        return;
+    }
+    const char *p = buf->base, *end = buf->base + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t chunk = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (env->linelen[which] == 0 && nl && chunk <= LINE_MAX_BYTES) {
+            emit_line(env, which, p, chunk); /* whole line in the buffer: no copy */
+        } else {
+            if (env->linebuf[which] == NULL)
+                env->linebuf[which] = xmalloc(LINE_MAX_BYTES);
+            while (chunk > 0) {
+                size_t room = LINE_MAX_BYTES - env->linelen[which];
+                size_t take = chunk < room ? chunk : room;
+                memcpy(env->linebuf[which] + env->linelen[which], p, take);
+                env->linelen[which] += take;
+                p += take;
+                chunk -= take;
+                if (env->linelen[which] == LINE_MAX_BYTES)
+                    flush_partial(env, which);
+            }
+            if (nl)
+                flush_partial(env, which);
+            p = nl ? nl : end;
+        }
+        if (nl)
+            p = nl + 1;
+        else
+            p = end;
+    }
+}
+
+static uv_pipe_t *open_pipe(wisp_env_t *env, int fd, int which)
+{
+    uv_pipe_t *pipe = xcalloc(1, sizeof *pipe);
+    uv_pipe_init(env->sys->loop, pipe, 0);
+    pipe->data = env;
+    if (uv_pipe_open(pipe, fd) < 0 || uv_read_start((uv_stream_t *)pipe, alloc_cb, read_cb) < 0) {
+        close(fd);
+        if (which)
+            env->err_eof = true;
+        else
+            env->out_eof = true;
+    }
+    return pipe;
+}
+
+/* ---- exit ---- */
+
+static void finish_timer_cb(uv_timer_t *t)
+{
+    wisp_env_t *env = t->data;
+    env->out_eof = env->err_eof = true;
+    env_maybe_finish(env);
+}
+
+static void env_maybe_finish(wisp_env_t *env)
+{
+    if (!env->exited || !env->out_eof || !env->err_eof)
+        return;
+    env->exited = false; /* report once */
+    flush_partial(env, 0);
+    flush_partial(env, 1);
+    wisp_env_event_t *ev = steal_pointer(&env->event);
+    if (env->next_req) {
+        wisp_http_req_t *req = steal_pointer(&env->next_req);
+        wisp_http_respond(req, 410, "application/json", NULL, "{}", 2);
+    }
+    const wisp_env_hooks_t *h = env->sys->hooks;
+    h->gone(env->sys->hooks_data, env, ev, env->wait_status, env->oom, env->peak_mem, NULL);
+    env_free(env);
+}
+
+static void sandbox_exit_cb(void *data, const char *id, int wait_status, bool oom,
+                            uint64_t peak_mem)
+{
+    wisp_env_system_t *sys = data;
+    for (wisp_env_t *env = sys->by_id; env; env = env->next_all) {
+        if (strcmp(env->id, id) != 0)
+            continue;
+        env->state = WISP_ENV_RETIRING;
+        env->exited = true;
+        env->wait_status = wait_status;
+        env->oom = oom;
+        env->peak_mem = peak_mem;
+        /* The runtime's connections are gone with it; stop serving it now. */
+        if (env->listener) {
+            wisp_http_listener_close(env->listener);
+            env->listener = NULL;
+        }
+        if (!env->out_eof || !env->err_eof)
+            uv_timer_start(env->finish, finish_timer_cb, FINISH_WAIT_MS, 0);
+        env_maybe_finish(env);
+        return;
+    }
+}
+
+/* ---- Runtime API ---- */
+
+static void api_error(wisp_http_req_t *req, int status, const char *type, const char *msg)
+{
+    json_t *o = json_pack("{s:s,s:s}", "errorMessage", msg, "errorType", type);
+    char *body = json_dumps(o, JSON_COMPACT);
+    wisp_http_respond(req, status, "application/json", NULL, body, strlen(body));
+    free(body);
+    json_decref(o);
+}
+
+static void next_abort_cb(wisp_http_req_t *req, void *data)
+{
+    wisp_env_t *env = data;
+    if (env->next_req == req) {
+        env->next_req = NULL;
+        wisp_http_respond(req, 410, "application/json", NULL, "{}", 2);
+    }
+}
+
+static void handle_next(wisp_env_t *env, wisp_http_req_t *req)
+{
+    if (env->next_req != NULL || env->event != NULL) {
+        api_error(req, 403, "InvalidStateTransition",
+                  env->event ? "the current invocation has not been answered"
+                             : "another /next request is already waiting");
+        return;
+    }
+    env->next_req = req;
+    wisp_http_req_on_abort(req, next_abort_cb, env);
+    bool first = env->state == WISP_ENV_STARTING;
+    env->state = WISP_ENV_IDLE;
+    env->idle_since_ns = wisp_mono_ns();
+    if (first)
+        env->init_ns = env->idle_since_ns;
+    env->sys->hooks->ready(env->sys->hooks_data, env);
+}
+
+/* Wrap a non-JSON error body so callers always get {"errorMessage","errorType"}. */
+static char *error_body(const char *type, const char *body, size_t len, size_t *out_len)
+{
+    json_error_t jerr;
+    json_t *o = len ? json_loadb(body, len, 0, &jerr) : NULL;
+    if (o == NULL || !json_is_object(o)) {
+        json_decref(o);
+        cleanup_free char *text = xstrndup(body, len);
+        o = json_pack("{s:s,s:s}", "errorMessage", text, "errorType", type);
+    } else if (json_object_get(o, "errorType") == NULL) {
+        json_object_set_new(o, "errorType", json_string(type));
+    }
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    *out_len = strlen(s);
+    return s;
+}
+
+static const char *error_type_of(wisp_http_req_t *req, const char *fallback)
+{
+    const char *t = wisp_http_req_header(req, "Lambda-Runtime-Function-Error-Type");
+    return t && *t ? t : fallback;
+}
+
+static void finish_event(wisp_env_t *env, const char *error_type, const char *body, size_t len)
+{
+    wisp_env_event_t *ev = steal_pointer(&env->event);
+    env->sys->hooks->done(env->sys->hooks_data, env, ev, error_type, body, len);
+}
+
+static void handle_result(wisp_env_t *env, wisp_http_req_t *req, const char *id, bool is_error)
+{
+    if (env->event == NULL || strcmp(env->event->request_id, id) != 0) {
+        api_error(req, 400, "InvalidRequestID", "Invalid request ID");
+        return;
+    }
+    if (req->body_len > WISP_ENV_RESPONSE_MAX) {
+        api_error(req, 413, "RequestEntityTooLarge",
+                  "Response payload size exceeded maximum allowed payload size (6291556 bytes).");
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "{\"errorMessage\":\"Response payload size (%zu bytes) exceeded maximum allowed "
+                 "payload size (6291556 bytes).\",\"errorType\":\"Function.ResponseSizeTooLarge\"}",
+                 req->body_len);
+        finish_event(env, "Function.ResponseSizeTooLarge", msg, strlen(msg));
+        return;
+    }
+    /* The request (and its body) lives until it is answered: report first. */
+    const char *ttype = wisp_http_req_trailer(req, "Lambda-Runtime-Function-Error-Type");
+    if (is_error || (ttype && *ttype)) {
+        /* Streaming responses report a mid-stream error in trailers. */
+        const char *type = is_error ? error_type_of(req, "Unhandled") : ttype;
+        size_t n;
+        cleanup_free char *body = error_body(type, req->body, req->body_len, &n);
+        finish_event(env, type, body, n);
+    } else {
+        finish_event(env, NULL, req->body, req->body_len);
+    }
+    wisp_http_respond(req, 202, "application/json", NULL, "{\"status\":\"OK\"}", 15);
+}
+
+static void handle_init_error(wisp_env_t *env, wisp_http_req_t *req)
+{
+    if (env->state == WISP_ENV_STARTING) {
+        const char *type = error_type_of(req, "Runtime.Unknown");
+        size_t n;
+        cleanup_free char *body = error_body(type, req->body, req->body_len, &n);
+        env->sys->hooks->init_error(env->sys->hooks_data, env, type, body, n);
+        wisp_env_retire(env);
+    }
+    wisp_http_respond(req, 202, "application/json", NULL, "{\"status\":\"OK\"}", 15);
+}
+
+static void runtime_api_cb(wisp_http_req_t *req, void *data)
+{
+    wisp_env_t *env = req->listener_data;
+    if (env == NULL || env->state == WISP_ENV_RETIRING) {
+        api_error(req, 410, "EnvironmentRetired", "the environment is shutting down");
+        return;
+    }
+    const char *path = req->path;
+    if (strncmp(path, API_PREFIX, strlen(API_PREFIX)) != 0) {
+        api_error(req, 404, "UnknownEndpoint", "unknown Runtime API endpoint");
+        return;
+    }
+    path += strlen(API_PREFIX);
+    bool get = strcmp(req->method, "GET") == 0, post = strcmp(req->method, "POST") == 0;
+    if (strcmp(path, "invocation/next") == 0) {
+        if (!get)
+            return api_error(req, 405, "MethodNotAllowed", "use GET");
+        return handle_next(env, req);
+    }
+    if (strcmp(path, "init/error") == 0) {
+        if (!post)
+            return api_error(req, 405, "MethodNotAllowed", "use POST");
+        return handle_init_error(env, req);
+    }
+    if (strncmp(path, "invocation/", 11) == 0) {
+        const char *id = path + 11;
+        const char *slash = strchr(id, '/');
+        if (slash && slash - id < 64 && post) {
+            char rid[64];
+            memcpy(rid, id, (size_t)(slash - id));
+            rid[slash - id] = '\0';
+            if (strcmp(slash, "/response") == 0)
+                return handle_result(env, req, rid, false);
+            if (strcmp(slash, "/error") == 0)
+                return handle_result(env, req, rid, true);
+        }
+    }
+    api_error(req, 404, "UnknownEndpoint", "unknown Runtime API endpoint");
+}
+
+/* ---- start, deliver, retire ---- */
+
+static void spawn_cb(void *data, const wisp_sandbox_started_t *st, const wisp_err_t *err)
+{
+    wisp_env_t *env = data;
+    if (err != NULL) {
+        env->sys->hooks->gone(env->sys->hooks_data, env, steal_pointer(&env->event), 0, false, 0,
+                              err);
+        env_free(env);
+        return;
+    }
+    env->spawned = true;
+    wisp_err_t e;
+    if (wisp_http_server_adopt(env->sys->runtime_api, st->api_fd, env, &env->listener, &e) < 0) {
+        wisp_error("env", "env %s: serving the runtime API: %s", env->id, e.msg);
+        env->listener = NULL;
+    }
+    env->out = open_pipe(env, st->out_fd, 0);
+    env->err = open_pipe(env, st->err_fd, 1);
+    if (env->listener == NULL || env->state == WISP_ENV_RETIRING)
+        wisp_sandbox_kill(env->sys->sandbox, env->id);
+}
+
+wisp_env_t *wisp_env_start(wisp_env_system_t *sys, const wisp_sandbox_spec_t *spec,
+                           const char *revision, const char *code_sha256, void *owner)
+{
+    wisp_env_t *env = xcalloc(1, sizeof *env);
+    env->sys = sys;
+    snprintf(env->id, sizeof env->id, "%s", spec->id);
+    snprintf(env->revision, sizeof env->revision, "%s", revision);
+    snprintf(env->code_sha256, sizeof env->code_sha256, "%s", code_sha256);
+    env->owner = owner;
+    env->state = WISP_ENV_STARTING;
+    env->cold = true;
+    env->memory_mb = spec->memory_mb;
+    env->start_ns = wisp_mono_ns();
+    env->timer = xcalloc(1, sizeof *env->timer);
+    uv_timer_init(sys->loop, env->timer);
+    env->timer->data = env;
+    env->finish = xcalloc(1, sizeof *env->finish);
+    uv_timer_init(sys->loop, env->finish);
+    env->finish->data = env;
+    env->next_all = sys->by_id;
+    sys->by_id = env;
+    sys->count++;
+    wisp_err_t err;
+    if (wisp_sandbox_spawn(sys->sandbox, spec, spawn_cb, env, &err) < 0) {
+        /* Report asynchronously-shaped but synchronously: the owner expects `gone`. */
+        sys->hooks->gone(sys->hooks_data, env, NULL, 0, false, 0, &err);
+        env_free(env);
+        return NULL;
+    }
+    return env;
+}
+
+static void add_header(wisp_buf_t *h, const char *name, const char *value)
+{
+    if (value && *value)
+        wisp_buf_addf(h, "%s: %s\r\n", name, value);
+}
+
+void wisp_env_deliver(wisp_env_t *env, wisp_env_event_t *ev)
+{
+    wisp_http_req_t *req = steal_pointer(&env->next_req);
+    env->event = ev;
+    env->state = WISP_ENV_BUSY;
+    env->event_start_ns = wisp_mono_ns();
+    wisp_buf_t h = WISP_BUF_INIT(0);
+    char deadline[24];
+    snprintf(deadline, sizeof deadline, "%lld", (long long)ev->deadline_ms);
+    add_header(&h, "Lambda-Runtime-Aws-Request-Id", ev->request_id);
+    add_header(&h, "Lambda-Runtime-Deadline-Ms", deadline);
+    add_header(&h, "Lambda-Runtime-Invoked-Function-Arn", ev->function_arn);
+    add_header(&h, "Lambda-Runtime-Trace-Id", ev->trace_id);
+    add_header(&h, "Lambda-Runtime-Client-Context", ev->client_context);
+    wisp_http_respond(req, 200, "application/json", h.data, ev->payload, ev->len);
+    wisp_buf_free(&h);
+}
+
+void wisp_env_retire(wisp_env_t *env)
+{
+    if (env->state == WISP_ENV_RETIRING)
+        return;
+    env->state = WISP_ENV_RETIRING;
+    uv_timer_stop(env->timer);
+    if (env->next_req) {
+        wisp_http_req_t *req = steal_pointer(&env->next_req);
+        wisp_http_respond(req, 410, "application/json", NULL, "{}", 2);
+    }
+    if (env->spawned)
+        wisp_sandbox_kill(env->sys->sandbox, env->id);
+}
+
+unsigned wisp_env_peak_mb(wisp_env_t *env)
+{
+    uint64_t b = wisp_sandbox_mem_peak(env->sys->sandbox, env->id);
+    return (unsigned)((b + (1u << 20) - 1) >> 20);
+}
+
+/* ---- system ---- */
+
+int wisp_env_system_init(wisp_env_system_t *sys, uv_loop_t *loop, wisp_sandbox_t *sb,
+                         const wisp_env_hooks_t *hooks, void *data, wisp_err_t *err)
+{
+    memset(sys, 0, sizeof *sys);
+    sys->loop = loop;
+    sys->sandbox = sb;
+    sys->hooks = hooks;
+    sys->hooks_data = data;
+    wisp_http_limits_t lim = {
+        .max_header_bytes = 64 * 1024,
+        /* Room above the 6 MiB limit so an oversized response reaches the
+         * handler, which fails the invocation with ResponseSizeTooLarge. */
+        .max_body_bytes = WISP_ENV_RESPONSE_MAX + 2u * 1024 * 1024,
+        .idle_timeout_ms = 3600 * 1000,
+        .request_timeout_ms = 3600 * 1000,
+    };
+    sys->runtime_api = wisp_http_server_new(loop, "runtime", &lim, runtime_api_cb, sys);
+    return wisp_sandbox_attach(sb, loop, sandbox_exit_cb, sys, err);
+}
+
+void wisp_env_system_close(wisp_env_system_t *sys)
+{
+    if (sys->runtime_api)
+        wisp_http_server_shutdown(sys->runtime_api, 0, NULL, NULL);
+    sys->runtime_api = NULL;
+}

@@ -1,0 +1,115 @@
+/*
+ * internal.h - shared between the files of src/invoke only.
+ */
+#ifndef WISP_INVOKE_INTERNAL_H
+#define WISP_INVOKE_INTERNAL_H
+
+#include "core/buf.h"
+#include "env/env.h"
+#include "invoke/invoke.h"
+#include "obs/metrics.h"
+
+/* Log lines kept per invocation before the rest is dropped (with a notice). */
+#define WISP_LOG_INVOCATION_MAX (4u * 1024 * 1024)
+
+struct invocation;
+
+/* Per-function state: the cached configuration, its envs and its queue. */
+struct fnstate {
+    struct fnstate *next_hash;  /* bucket chain */
+    struct fnstate *next_wait;  /* on inv->waiting: queued work blocked by global limits */
+    bool waiting;
+    char name[WISP_FN_NAME_MAX + 1];
+    char arn[160];
+    wisp_fn_t *fn;              /* current configuration; NULL once deleted */
+    wisp_env_t *envs;           /* all envs of the function (env->next) */
+    unsigned live;              /* envs that exist, any state */
+    struct invocation *q_head;  /* FIFO of invocations waiting for an env */
+    struct invocation *q_tail;
+    unsigned qlen;
+    uv_timer_t *qtimer;         /* fires at the queue head's wait deadline */
+    char *init_error_type;      /* last init error reported by a STARTING env */
+    char *init_error_body;
+    uint64_t warm_backoff_until_ns; /* min_warm restarts paused after init failures */
+};
+
+/* One invocation in flight. */
+struct invocation {
+    struct invocation *next;    /* queue link */
+    wisp_invoker_t *inv;
+    struct fnstate *fs;
+    wisp_env_event_t ev;        /* what the runtime gets */
+    char *payload;
+    char *client_context;
+    char trace_id[96];
+    char trigger[16];
+    char revision[37];
+    wisp_invoke_cb cb;
+    void *cb_data;
+    uint64_t enqueue_ns;
+    uint64_t start_ns;          /* handed to an env */
+    uint64_t queue_deadline_ns;
+    bool cold;
+    double init_ms;
+    bool want_tail;
+    wisp_buf_t tail;            /* log text of this invocation (for Tail), last 4 KB kept */
+    size_t log_bytes;           /* bytes logged so far */
+    size_t log_dropped;         /* bytes dropped past WISP_LOG_INVOCATION_MAX */
+    wisp_env_t *env;
+};
+
+typedef struct logrec {
+    char *function;
+    char *request_id;
+    int64_t ts_ms;
+    const char *stream; /* static string */
+    char *line;
+} logrec_t;
+
+struct wisp_logsub {
+    struct wisp_logsub *next;
+    wisp_invoker_t *inv;
+    char *function;
+    char *request_id;
+    wisp_logsub_cb cb;
+    void *data;
+};
+
+struct wisp_invoker {
+    uv_loop_t *loop;
+    wisp_registry_t *reg;
+    wisp_store_t *store;
+    wisp_sandbox_t *sb;
+    wisp_invoker_config_t cfg;
+    char *runtimes_dir;
+    char *region;
+    char *account_id;
+    wisp_env_system_t envsys;
+    struct fnstate *table[256];
+    struct fnstate *waiting;    /* functions with queued work blocked by global limits */
+    unsigned live;              /* envs alive, all functions */
+    unsigned mem_used_mb;       /* sum of memory_mb of live envs */
+    uint64_t env_seq;
+    bool shutting_down;
+    void (*shutdown_done)(void *);
+    void *shutdown_data;
+    /* logs */
+    logrec_t *logbuf;
+    size_t nlog, caplog;
+    json_t *records;            /* invocation records waiting for the next flush */
+    uv_timer_t *flush_timer;
+    struct wisp_logsub *subs;
+    /* metrics */
+    wisp_metric_t *m_invocations, *m_duration, *m_init, *m_cold, *m_throttles, *m_queue_wait;
+};
+
+/* logs.c */
+void wisp__logs_init(wisp_invoker_t *inv);
+void wisp__logs_close(wisp_invoker_t *inv);
+/* Record one line; request_id may be "" (init output). */
+void wisp__logs_add(wisp_invoker_t *inv, const char *function, const char *request_id,
+                    const char *stream, const char *line, size_t len);
+/* Queue an invocation record (taken) for the next flush. */
+void wisp__logs_record(wisp_invoker_t *inv, json_t *rec);
+
+#endif

@@ -1,0 +1,247 @@
+/*
+ * internal.h - what the parts of the sandbox subsystem share: the wire
+ * protocol between the daemon (client.c) and the spawner (spawner.c), the
+ * cgroup layout (cgroup.c), the network namespace factory (netns.c), the
+ * seccomp filter (seccomp.c), the root file system (mounts.c) and the code
+ * that runs in a new sandbox before exec (ns.c). Nothing outside
+ * src/sandbox/ includes this file (unit tests of the subsystem may).
+ *
+ * Process roles:
+ *   daemon   - calls the public API on its loop thread; holds one end of a
+ *              SOCK_SEQPACKET socketpair.
+ *   spawner  - forked by wisp_sandbox_init before any thread; single-threaded,
+ *              root; creates and reaps sandboxes; dies with the daemon.
+ *   child    - a sandbox's first process between clone() and execve(). It
+ *              shares the spawner's memory (CLONE_VM | CLONE_VFORK, the
+ *              spawner is suspended until the exec), so it must not allocate
+ *              or use stdio; it reports failure by writing into
+ *              struct wisp__child and _exit()ing.
+ */
+#ifndef WISP_SANDBOX_INTERNAL_H
+#define WISP_SANDBOX_INTERNAL_H
+
+#include <linux/filter.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/capability.h>
+#include <sys/types.h>
+
+#include "core/err.h"
+#include "sandbox/sandbox.h"
+
+#define WISP_SB_ID_MAX 64           /* longest sandbox id */
+#define WISP_SB_MSG_MAX (64 * 1024) /* largest protocol message */
+#define WISP_SB_ARGS_MAX 4096       /* most argv + envp entries in one spec */
+#define WISP_SB_DEFAULT_PIDS 256
+#define WISP_SB_DEFAULT_NOFILE 1024
+#define WISP_SB_DEFAULT_TMP_MB 512
+#define WISP_SB_DEFAULT_PORT 9001
+#define WISP_SB_HOSTNAME "wisp"
+
+/* ---- protocol ---------------------------------------------------------------
+ * One message per SOCK_SEQPACKET datagram, native byte order (both ends are
+ * the same binary). Every message starts with struct wisp__sb_hdr.
+ */
+enum wisp__sb_type {
+    WISP_SB_READY = 1, /* spawner -> daemon once at start: wisp__sb_result */
+    WISP_SB_SPAWN,     /* daemon -> spawner: wisp__sb_spawn + strings */
+    WISP_SB_SPAWNED,   /* spawner -> daemon: wisp__sb_result (+ api, out, err fds) */
+    WISP_SB_KILL,      /* daemon -> spawner: wisp__sb_kill */
+    WISP_SB_EXIT,      /* spawner -> daemon: wisp__sb_exit */
+    WISP_SB_SHUTDOWN,  /* daemon -> spawner: kill everything and exit */
+};
+
+struct wisp__sb_hdr {
+    uint32_t type; /* enum wisp__sb_type */
+    uint32_t seq;  /* request number, echoed in the reply */
+};
+
+/* A spawn request: fixed fields, then `strings_len` bytes of NUL-terminated
+ * strings in this order: id, code_dir, runtime_dir (empty when absent),
+ * argc argv entries, envc envp entries. */
+struct wisp__sb_spawn {
+    struct wisp__sb_hdr hdr;
+    uint32_t memory_mb;
+    uint32_t tmp_mb;
+    uint32_t pids_max;
+    uint32_t cpu_weight;
+    uint32_t nofile;
+    uint16_t api_port;
+    uint8_t has_runtime;
+    uint8_t pad_;
+    uint32_t argc;
+    uint32_t envc;
+    uint32_t strings_len;
+    char strings[];
+};
+
+/* Reply to SPAWN (with three fds on success) and the READY greeting. */
+struct wisp__sb_result {
+    struct wisp__sb_hdr hdr;
+    int32_t code;      /* wisp_errcode_t; WISP_OK on success */
+    int32_t sys_errno; /* errno behind a failure */
+    int32_t pid;       /* host pid of the sandbox's first process */
+    uint32_t pad_;
+    uint64_t setup_ns; /* spawner time spent on the request */
+    char msg[512];     /* failure text, NUL-terminated */
+};
+
+struct wisp__sb_kill {
+    struct wisp__sb_hdr hdr;
+    char id[WISP_SB_ID_MAX + 1];
+};
+
+struct wisp__sb_exit {
+    struct wisp__sb_hdr hdr;
+    char id[WISP_SB_ID_MAX + 1];
+    uint8_t oom;
+    int32_t wait_status;
+    uint64_t peak_mem;
+};
+
+/* A decoded spawn request; every pointer points into the message buffer
+ * except the argv/envp arrays, which are heap-allocated (free with
+ * wisp__sb_spec_free). */
+struct wisp__sb_spec {
+    uint32_t seq;
+    const char *id;
+    const char *code_dir;
+    const char *runtime_dir; /* NULL if none */
+    char **argv;             /* NULL-terminated */
+    char **envp;             /* NULL-terminated */
+    unsigned memory_mb, tmp_mb, pids_max, cpu_weight, nofile;
+    uint16_t api_port;
+};
+
+/* Is id a valid sandbox id ([A-Za-z0-9_-]{1,64})? */
+bool wisp__sb_id_valid(const char *id);
+/* Serialize spec (defaults applied) into a fresh buffer; WISP_ELIMIT if it
+ * would exceed WISP_SB_MSG_MAX, WISP_EINVALID for a bad spec. */
+int wisp__sb_encode_spawn(const wisp_sandbox_spec_t *spec, uint32_t seq, void **out, size_t *len,
+                          wisp_err_t *err) __attribute__((warn_unused_result));
+/* Parse a SPAWN message of len bytes into *spec (pointers into msg). */
+int wisp__sb_decode_spawn(const void *msg, size_t len, struct wisp__sb_spec *spec, wisp_err_t *err)
+    __attribute__((warn_unused_result));
+void wisp__sb_spec_free(struct wisp__sb_spec *spec);
+/* Send one message with up to 3 fds; -1 with errno on failure. flags go to sendmsg. */
+int wisp__sb_send(int sock, const void *msg, size_t len, const int *fds, int nfds, int flags);
+/* Receive one message into buf (cap bytes) and up to *nfds fds (close-on-exec).
+ * Returns the length, 0 at EOF, -1 with errno (EMSGSIZE if truncated; any
+ * fds of a bad message are closed). */
+ssize_t wisp__sb_recv(int sock, void *buf, size_t cap, int *fds, int *nfds, int flags);
+
+/* ---- cgroups ------------------------------------------------------------- */
+enum wisp__cg_ctrl { WISP_CG_MEMORY, WISP_CG_PIDS, WISP_CG_CPU, WISP_CG_N };
+
+/* The cgroup layout, found once in the daemon before the spawner is forked
+ * (both processes then hold the same copy). base[c] is the folder holding
+ * the sandboxes' groups for controller c (<mount>/<current>/<name>), NULL if
+ * the controller is not available; on cgroup v2 all entries are the same
+ * folder. */
+struct wisp__cg {
+    const char *mode; /* "v2", "v1", "hybrid" or "none" */
+    bool unified;     /* pure cgroup v2 */
+    bool limits_ok;   /* memory and pids limits can be applied */
+    char *base[WISP_CG_N];
+};
+
+struct wisp__cg_limits {
+    uint64_t memory_bytes; /* 0: no limit */
+    unsigned pids_max;     /* 0: no limit */
+    unsigned cpu_weight;   /* 0: no cpu group */
+};
+
+/* Detect the layout, create the base folders (enabling v2 controllers) and
+ * remove what a crashed predecessor left in them (killing its processes). */
+int wisp__cg_setup(struct wisp__cg *cg, const char *name, wisp_err_t *err)
+    __attribute__((warn_unused_result));
+void wisp__cg_free(struct wisp__cg *cg);
+/* Remove the base folders if empty (clean shutdown). */
+void wisp__cg_teardown(const struct wisp__cg *cg);
+/* Create the groups of sandbox id with limits; procs_fds[c] is an open
+ * cgroup.procs of each group the child must join (write "0"), -1 otherwise
+ * (on v2 only procs_fds[0] is used). The caller closes them. */
+int wisp__cg_create(const struct wisp__cg *cg, const char *id, const struct wisp__cg_limits *lim,
+                    int procs_fds[WISP_CG_N], wisp_err_t *err) __attribute__((warn_unused_result));
+/* SIGKILL every process in the groups of id; returns how many were seen. */
+int wisp__cg_kill(const struct wisp__cg *cg, const char *id);
+/* Remove the groups of id; true when none is left (false: busy, retry). */
+bool wisp__cg_destroy(const struct wisp__cg *cg, const char *id);
+/* Memory high-water mark in bytes (0 if unknown). */
+uint64_t wisp__cg_peak(const struct wisp__cg *cg, const char *id);
+/* Did the OOM killer act in the memory group of id? */
+bool wisp__cg_oom(const struct wisp__cg *cg, const char *id);
+
+/* ---- network namespaces -------------------------------------------------- */
+/* Create a network namespace with loopback up and a socket listening on
+ * 127.0.0.1:port inside it, then return to the namespace orig_ns. *ns_fd
+ * keeps the namespace for setns(); *api_fd is the listener. Both CLOEXEC. */
+int wisp__netns_new(int orig_ns, uint16_t port, int *ns_fd, int *api_fd, wisp_err_t *err)
+    __attribute__((warn_unused_result));
+
+/* ---- seccomp ------------------------------------------------------------- */
+/* Compile the sandbox allow-list to BPF once; free with wisp__seccomp_free. */
+int wisp__seccomp_build(struct sock_fprog *prog, wisp_err_t *err)
+    __attribute__((warn_unused_result));
+void wisp__seccomp_free(struct sock_fprog *prog);
+
+/* ---- root file system ---------------------------------------------------- */
+#define WISP_ROOT_TOP_MAX 8
+
+/* What every sandbox root is made of, prepared once by the spawner. */
+struct wisp__rootfs {
+    char *root_dir; /* empty folder the new root's tmpfs is mounted on */
+    char *etc_dir;  /* template /etc, bound read-only */
+    struct {
+        const char *name; /* "usr", "lib", "bin"... */
+        char *link;       /* symlink target, or NULL to bind the host folder */
+    } top[WISP_ROOT_TOP_MAX];
+    int ntop;
+};
+
+/* Build the template /etc in state_dir and the plan of top-level folders. */
+int wisp__rootfs_prepare(struct wisp__rootfs *fs, const char *state_dir, uid_t uid, gid_t gid,
+                         wisp_err_t *err) __attribute__((warn_unused_result));
+void wisp__rootfs_free(struct wisp__rootfs *fs);
+
+/* ---- the child ----------------------------------------------------------- */
+/* Everything a new sandbox process needs between clone and exec, prepared by
+ * the spawner; the child writes only the error fields. */
+struct wisp__child {
+    const struct wisp__rootfs *fs;
+    const struct wisp__sb_spec *spec;
+    const struct sock_fprog *seccomp;
+    cap_t empty_caps;      /* an empty capability set, for cap_set_proc */
+    cap_value_t last_cap;  /* highest capability the kernel knows */
+    const cpu_set_t *cpus; /* the CPUs the sandbox may use (it starts pinned) */
+    uid_t uid;
+    gid_t gid;
+    int cg_fds[WISP_CG_N]; /* cgroup.procs to join, -1 if none */
+    int netns_fd;          /* network namespace to enter */
+    int out_w, err_w;      /* write ends of stdout and stderr */
+    /* Filled by the child on failure. */
+    int fail_errno;
+    bool fail_exec; /* execve itself failed */
+    char fail_msg[400];
+};
+
+/* Namespaces the child is cloned into (the network one comes from setns). */
+#define WISP_SB_CLONE_FLAGS (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
+
+/* The child's entry point for clone(): never returns on success. */
+int wisp__child_main(void *arg);
+/* Mount the sandbox root and pivot into it (called by the child). */
+int wisp__rootfs_enter(struct wisp__child *c);
+/* Record a failure in c (printf-style) and return -1. */
+int wisp__child_fail(struct wisp__child *c, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- the spawner --------------------------------------------------------- */
+/* Run the spawner in the process just forked from the daemon (pid daemon);
+ * never returns. cfg has its defaults filled in. */
+__attribute__((noreturn)) void wisp__spawner_main(int sock, pid_t daemon,
+                                                  const wisp_sandbox_config_t *cfg,
+                                                  const struct wisp__cg *cg);
+
+#endif

@@ -1,0 +1,482 @@
+/*
+ * spawner.c - the privileged process that creates, watches and removes
+ * sandboxes for the daemon.
+ *
+ * Forked by wisp_sandbox_init before the daemon has threads; single-threaded;
+ * one poll() loop over the daemon's socket and a signalfd (SIGCHLD, SIGTERM).
+ * It is a child subreaper, so every sandbox process ends up reaped here.
+ *
+ * A spawn: a network namespace with its listener (netns.c), the cgroups with
+ * limits (cgroup.c), stdout/stderr pipes, then clone(CLONE_VM | CLONE_VFORK |
+ * new pid, mount, ipc, uts namespaces) of the child (ns.c) on a reused stack.
+ * The spawner resumes once the child has exec'd or failed; on success it
+ * sends the listener and the pipes' read ends to the daemon.
+ *
+ * A sandbox's first process is the init of its pid namespace: when it exits
+ * the kernel kills the rest. Once it is reaped the spawner kills whatever is
+ * left in its cgroups, reads peak memory and the OOM count, removes the
+ * groups (retrying every few milliseconds while they are busy) and sends the
+ * exit event.
+ *
+ * The daemon's death (EOF on the socket, or SIGTERM as the parent-death
+ * signal) or a SHUTDOWN request ends everything: all sandboxes are killed,
+ * reaped and their groups removed, then the spawner exits. Sandboxes also
+ * carry PR_SET_PDEATHSIG(SIGKILL) in case the spawner itself is killed.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#endif
+
+#include "core/log.h"
+#include "core/util.h"
+#include "sandbox/internal.h"
+
+#define CHILD_STACK_SIZE (1024 * 1024)
+#define FINALIZE_RETRY_MS 5
+#define FINALIZE_ATTEMPTS 400
+
+/* One live sandbox. */
+struct sbx {
+    struct sbx *next;
+    char id[WISP_SB_ID_MAX + 1];
+    pid_t pid;       /* host pid of its first process */
+    bool reaped;     /* first process waited for; cleanup pending */
+    int wait_status; /* as waitpid reported it */
+    int attempts;    /* cleanup tries so far */
+};
+
+/* The spawner's state; a single instance lives in wisp__spawner_main. */
+struct spawner {
+    int sock;       /* to the daemon */
+    int sigfd;      /* SIGCHLD and SIGTERM */
+    int host_netns; /* the spawner's own network namespace */
+    pid_t daemon;
+    const wisp_sandbox_config_t *cfg;
+    const struct wisp__cg *cg;
+    struct wisp__rootfs fs;
+    struct sock_fprog seccomp;
+    cap_t empty_caps;
+    cap_value_t last_cap; /* highest capability number the kernel knows */
+    char *stack;          /* CHILD_STACK_SIZE bytes, reused by every clone */
+    cpu_set_t cpus;       /* the CPUs the spawner and the sandboxes may use */
+    struct sbx *list;     /* live sandboxes */
+};
+
+static struct sbx *find_id(struct spawner *s, const char *id)
+{
+    for (struct sbx *b = s->list; b; b = b->next)
+        if (strcmp(b->id, id) == 0)
+            return b;
+    return NULL;
+}
+
+static void unlink_sbx(struct spawner *s, struct sbx *gone)
+{
+    for (struct sbx **pp = &s->list; *pp; pp = &(*pp)->next)
+        if (*pp == gone) {
+            *pp = gone->next;
+            return;
+        }
+}
+
+static void send_or_die(struct spawner *s, const void *msg, size_t len, const int *fds, int nfds);
+
+/* ---- start-up -------------------------------------------------------------- */
+
+static void close_inherited_fds(int keep)
+{
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0) {
+            int null = open("/dev/null", O_RDWR);
+            if (null >= 0 && null != fd) {
+                dup2(null, fd);
+                close(null);
+            }
+        }
+    if (keep > 3)
+        syscall(SYS_close_range, 3U, (unsigned)keep - 1, 0U);
+    syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0U);
+}
+
+static int setup_signals(wisp_err_t *err)
+{
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, ign = {.sa_handler = SIG_IGN};
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL);
+    /* ns.c restores exactly these for the sandboxes. */
+    sigaction(SIGPIPE, &ign, NULL);
+    sigaction(SIGINT, &ign, NULL);
+    sigaction(SIGQUIT, &ign, NULL);
+    sigaction(SIGHUP, &ign, NULL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    if (sigprocmask(SIG_SETMASK, &set, NULL) < 0)
+        return wisp_err_sys(err, errno, "sigprocmask");
+    return 0;
+}
+
+static int setup(struct spawner *s, wisp_err_t *err)
+{
+    if (setup_signals(err) < 0)
+        return -1;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    s->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (s->sigfd < 0)
+        return wisp_err_sys(err, errno, "signalfd");
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0 || getppid() != s->daemon)
+        return wisp_err_set(err, WISP_EUNAVAILABLE, "the daemon is gone");
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+        return wisp_err_sys(err, errno, "PR_SET_CHILD_SUBREAPER");
+    s->host_netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (s->host_netns < 0)
+        return wisp_err_sys(err, errno, "open /proc/self/ns/net");
+    if (wisp__seccomp_build(&s->seccomp, err) < 0)
+        return -1;
+    if (wisp__rootfs_prepare(&s->fs, s->cfg->state_dir, s->cfg->uid, s->cfg->gid, err) < 0)
+        return -1;
+    s->last_cap = 0;
+    while (prctl(PR_CAPBSET_READ, s->last_cap + 1, 0, 0, 0) >= 0)
+        s->last_cap++;
+    s->empty_caps = cap_init();
+    if (s->empty_caps == NULL)
+        return wisp_err_sys(err, errno, "cap_init");
+    s->stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (s->stack == MAP_FAILED)
+        return wisp_err_sys(err, errno, "mmap child stack");
+    mprotect(s->stack, 4096, PROT_NONE); /* guard page */
+    if (sched_getaffinity(0, sizeof s->cpus, &s->cpus) < 0)
+        return wisp_err_sys(err, errno, "sched_getaffinity");
+    return 0;
+}
+
+/* ---- spawning ---------------------------------------------------------------- */
+
+static void reply_error(struct spawner *s, uint32_t seq, const wisp_err_t *err, uint64_t t0)
+{
+    struct wisp__sb_result r = {.hdr = {WISP_SB_SPAWNED, seq}};
+    r.code = err->code == WISP_OK ? WISP_EINTERNAL : err->code;
+    r.sys_errno = err->sys_errno;
+    r.setup_ns = wisp_mono_ns() - t0;
+    snprintf(r.msg, sizeof r.msg, "%s", err->msg);
+    send_or_die(s, &r, sizeof r, NULL, 0);
+}
+
+/* Remove the groups of a sandbox that never ran, waiting a little if busy. */
+static void discard_groups(struct spawner *s, const char *id)
+{
+    for (int i = 0; i < FINALIZE_ATTEMPTS; i++) {
+        wisp__cg_kill(s->cg, id);
+        if (wisp__cg_destroy(s->cg, id))
+            return;
+        nanosleep(&(struct timespec){0, FINALIZE_RETRY_MS * 1000000L}, NULL);
+    }
+    wisp_warn("sandbox", "cannot remove the cgroups of failed sandbox %s", id);
+}
+
+/* Create the sandbox of spec; fills *res, *fds on success. */
+static int create(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3], pid_t *pid_out,
+                  wisp_err_t *err)
+{
+    int ns_fd = -1, cg_fds[WISP_CG_N], out[2] = {-1, -1}, errp[2] = {-1, -1};
+    for (int i = 0; i < WISP_CG_N; i++)
+        cg_fds[i] = -1;
+    int api_fd = -1, rc = -1;
+    bool groups = false;
+    struct wisp__cg_limits lim = {
+        .memory_bytes = (uint64_t)spec->memory_mb << 20,
+        .pids_max = spec->pids_max,
+        .cpu_weight = spec->cpu_weight,
+    };
+    if (wisp__netns_new(s->host_netns, spec->api_port, &ns_fd, &api_fd, err) < 0)
+        goto out;
+    if (wisp__cg_create(s->cg, spec->id, &lim, cg_fds, err) < 0)
+        goto out;
+    groups = true;
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+        wisp_err_sys(err, errno, "pipe");
+        goto out;
+    }
+    struct wisp__child c = {
+        .fs = &s->fs,
+        .spec = spec,
+        .seccomp = &s->seccomp,
+        .empty_caps = s->empty_caps,
+        .last_cap = s->last_cap,
+        .uid = s->cfg->uid,
+        .gid = s->cfg->gid,
+        .netns_fd = ns_fd,
+        .out_w = out[1],
+        .err_w = errp[1],
+    };
+    memcpy(c.cg_fds, cg_fds, sizeof c.cg_fds);
+    /* Start the child on this CPU (it widens its affinity again just before
+     * exec): the spawner sleeps meanwhile, so the child runs at once instead
+     * of waiting for an idle CPU to wake up (milliseconds on a virtual
+     * machine). */
+    cpu_set_t here;
+    CPU_ZERO(&here);
+    CPU_SET(sched_getcpu(), &here);
+    bool pinned = sched_setaffinity(0, sizeof here, &here) == 0;
+    c.cpus = pinned ? &s->cpus : NULL;
+    pid_t pid = clone(wisp__child_main, s->stack + CHILD_STACK_SIZE,
+                      CLONE_VM | CLONE_VFORK | WISP_SB_CLONE_FLAGS | SIGCHLD, &c);
+    int clone_errno = errno;
+    if (pinned)
+        sched_setaffinity(0, sizeof s->cpus, &s->cpus);
+#ifdef __SANITIZE_ADDRESS__
+    /* The child left its frames' redzones poisoned on the shared stack. */
+    ASAN_UNPOISON_MEMORY_REGION(s->stack + 4096, CHILD_STACK_SIZE - 4096);
+#endif
+    if (pid < 0) {
+        wisp_err_sys(err, clone_errno, "clone");
+        goto out;
+    }
+    if (c.fail_msg[0] != '\0' || c.fail_exec) {
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        wisp_err_set(err, c.fail_exec ? WISP_EINVALID : WISP_EINTERNAL, "%s", c.fail_msg);
+        err->sys_errno = c.fail_errno;
+        goto out;
+    }
+    fds[0] = steal_fd(&api_fd);
+    fds[1] = steal_fd(&out[0]);
+    fds[2] = steal_fd(&errp[0]);
+    *pid_out = pid;
+    rc = 0;
+out:
+    for (int i = 0; i < WISP_CG_N; i++)
+        if (cg_fds[i] >= 0)
+            close(cg_fds[i]);
+    int closing[] = {ns_fd, api_fd, out[0], out[1], errp[0], errp[1]};
+    for (size_t i = 0; i < WISP_ARRAY_LEN(closing); i++)
+        if (closing[i] >= 0)
+            close(closing[i]);
+    if (rc < 0 && groups)
+        discard_groups(s, spec->id);
+    return rc;
+}
+
+static void do_spawn(struct spawner *s, const void *msg, size_t len)
+{
+    uint64_t t0 = wisp_mono_ns();
+    wisp_err_t err;
+    wisp_err_clear(&err);
+    struct wisp__sb_spec spec;
+    uint32_t seq = ((const struct wisp__sb_hdr *)msg)->seq;
+    if (wisp__sb_decode_spawn(msg, len, &spec, &err) < 0) {
+        reply_error(s, seq, &err, t0);
+        return;
+    }
+    int fds[3];
+    pid_t pid = -1;
+    if (find_id(s, spec.id)) {
+        wisp_err_set(&err, WISP_ECONFLICT, "sandbox %s exists", spec.id);
+    } else if (create(s, &spec, fds, &pid, &err) == 0) {
+        struct sbx *b = xcalloc(1, sizeof *b);
+        snprintf(b->id, sizeof b->id, "%s", spec.id);
+        b->pid = pid;
+        b->next = s->list;
+        s->list = b;
+        struct wisp__sb_result r = {.hdr = {WISP_SB_SPAWNED, seq}, .pid = pid};
+        r.setup_ns = wisp_mono_ns() - t0;
+        send_or_die(s, &r, sizeof r, fds, 3);
+        for (int i = 0; i < 3; i++)
+            close(fds[i]);
+        wisp__sb_spec_free(&spec);
+        return;
+    }
+    reply_error(s, seq, &err, t0);
+    wisp__sb_spec_free(&spec);
+}
+
+static void do_kill(struct spawner *s, const void *msg, size_t len)
+{
+    const struct wisp__sb_kill *k = msg;
+    if (len != sizeof *k || memchr(k->id, '\0', sizeof k->id) == NULL)
+        return;
+    struct sbx *b = find_id(s, k->id);
+    if (b == NULL || b->reaped)
+        return;
+    /* The init's death takes the whole pid namespace with it; the cgroup
+     * sweep catches anything that raced. */
+    kill(b->pid, SIGKILL);
+    wisp__cg_kill(s->cg, b->id);
+}
+
+/* ---- endings ----------------------------------------------------------------- */
+
+/* Try to finish a reaped sandbox: empty and remove its groups, report it.
+ * Returns true when it is gone. */
+static bool finalize(struct spawner *s, struct sbx *b, bool report)
+{
+    wisp__cg_kill(s->cg, b->id);
+    struct wisp__sb_exit ev = {.hdr = {WISP_SB_EXIT, 0}, .wait_status = b->wait_status};
+    snprintf(ev.id, sizeof ev.id, "%s", b->id);
+    ev.peak_mem = wisp__cg_peak(s->cg, b->id);
+    ev.oom = wisp__cg_oom(s->cg, b->id);
+    if (!wisp__cg_destroy(s->cg, b->id) && ++b->attempts < FINALIZE_ATTEMPTS)
+        return false;
+    if (b->attempts >= FINALIZE_ATTEMPTS)
+        wisp_warn("sandbox", "cannot remove the cgroups of sandbox %s", b->id);
+    unlink_sbx(s, b);
+    free(b);
+    if (report)
+        send_or_die(s, &ev, sizeof ev, NULL, 0);
+    return true;
+}
+
+static void reap(struct spawner *s, bool report)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG | __WALL)) > 0) {
+        for (struct sbx *b = s->list; b; b = b->next)
+            if (b->pid == pid && !b->reaped) {
+                b->reaped = true;
+                b->wait_status = st;
+                finalize(s, b, report);
+                break;
+            }
+    }
+}
+
+/* Retry the sandboxes whose groups were busy; true if some are still left. */
+static bool finalize_pending(struct spawner *s)
+{
+    bool left = false;
+    for (struct sbx *b = s->list, *next; b; b = next) {
+        next = b->next;
+        if (b->reaped && !finalize(s, b, true))
+            left = true;
+    }
+    return left;
+}
+
+/* Kill every sandbox, wait for all, remove the groups and exit. */
+__attribute__((noreturn)) static void shutdown_all(struct spawner *s, int code)
+{
+    for (struct sbx *b = s->list; b; b = b->next) {
+        if (!b->reaped)
+            kill(b->pid, SIGKILL);
+        wisp__cg_kill(s->cg, b->id);
+    }
+    for (struct sbx *b = s->list; b; b = b->next) {
+        while (!b->reaped && waitpid(b->pid, &b->wait_status, __WALL) < 0 && errno == EINTR)
+            ;
+        b->reaped = true;
+    }
+    while (waitpid(-1, NULL, WNOHANG | __WALL) > 0)
+        ;
+    while (s->list) {
+        if (!finalize(s, s->list, false))
+            nanosleep(&(struct timespec){0, FINALIZE_RETRY_MS * 1000000L}, NULL);
+    }
+    wisp__cg_teardown(s->cg);
+    _exit(code);
+}
+
+static void send_or_die(struct spawner *s, const void *msg, size_t len, const int *fds, int nfds)
+{
+    if (wisp__sb_send(s->sock, msg, len, fds, nfds, 0) < 0) {
+        if (errno != EPIPE && errno != ECONNRESET)
+            wisp_error("sandbox", "spawner: send to the daemon: %s", strerror(errno));
+        shutdown_all(s, 0);
+    }
+}
+
+/* ---- the loop ---------------------------------------------------------------- */
+
+static void handle_signals(struct spawner *s)
+{
+    struct signalfd_siginfo si;
+    bool child = false;
+    while (read(s->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGTERM)
+            shutdown_all(s, 0);
+        child = true;
+    }
+    if (child)
+        reap(s, true);
+}
+
+static void handle_messages(struct spawner *s, void *buf)
+{
+    for (;;) {
+        ssize_t n = wisp__sb_recv(s->sock, buf, WISP_SB_MSG_MAX, NULL, NULL, MSG_DONTWAIT);
+        if (n == 0)
+            shutdown_all(s, 0);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EMSGSIZE)
+                continue;
+            shutdown_all(s, 0);
+        }
+        if ((size_t)n < sizeof(struct wisp__sb_hdr))
+            continue;
+        switch (((const struct wisp__sb_hdr *)buf)->type) {
+        case WISP_SB_SPAWN: do_spawn(s, buf, (size_t)n); break;
+        case WISP_SB_KILL: do_kill(s, buf, (size_t)n); break;
+        case WISP_SB_SHUTDOWN: shutdown_all(s, 0);
+        default: break;
+        }
+    }
+}
+
+void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg,
+                        const struct wisp__cg *cg)
+{
+    prctl(PR_SET_NAME, "wisp-spawner", 0, 0, 0);
+    close_inherited_fds(sock);
+    struct spawner s = {
+        .sock = sock, .sigfd = -1, .host_netns = -1, .daemon = daemon, .cfg = cfg, .cg = cg};
+    wisp_err_t err;
+    wisp_err_clear(&err);
+    struct wisp__sb_result ready = {.hdr = {WISP_SB_READY, 0}};
+    if (setup(&s, &err) < 0) {
+        ready.code = err.code == WISP_OK ? WISP_EINTERNAL : err.code;
+        ready.sys_errno = err.sys_errno;
+        snprintf(ready.msg, sizeof ready.msg, "%s", err.msg);
+        wisp__sb_send(sock, &ready, sizeof ready, NULL, 0, 0);
+        _exit(1);
+    }
+    send_or_die(&s, &ready, sizeof ready, NULL, 0);
+    void *buf = xmalloc(WISP_SB_MSG_MAX);
+    for (;;) {
+        struct pollfd p[2] = {{.fd = s.sigfd, .events = POLLIN}, {.fd = sock, .events = POLLIN}};
+        bool busy = false;
+        for (struct sbx *b = s.list; b && !busy; b = b->next)
+            busy = b->reaped;
+        if (poll(p, 2, busy ? FINALIZE_RETRY_MS : -1) < 0 && errno != EINTR)
+            shutdown_all(&s, 1);
+        if (p[0].revents & POLLIN)
+            handle_signals(&s);
+        if (p[1].revents & POLLIN)
+            handle_messages(&s, buf);
+        else if (p[1].revents & (POLLHUP | POLLERR))
+            shutdown_all(&s, 0);
+        if (busy)
+            finalize_pending(&s);
+    }
+}

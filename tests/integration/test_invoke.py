@@ -1,0 +1,161 @@
+#!/usr/bin/python3
+"""Invocation through the native API: every runtime, warm reuse, Lambda-style
+handlers unmodified, function errors, platform errors (timeout, exit, OOM,
+oversized response, bad entry point, init errors), logs and records."""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from wisplib import BUILD, ROOT, Daemon, Tap
+
+PY_APP = '''
+import json, os
+def handler(event, context):
+    return {"hello": event.get("name", "world"), "request_id": context.aws_request_id,
+            "fn": context.function_name, "mem": context.memory_limit_in_mb,
+            "arn": context.invoked_function_arn, "remaining": context.get_remaining_time_in_millis(),
+            "env_region": os.environ.get("AWS_REGION"), "custom": os.environ.get("GREETING")}
+'''
+NODE_APP = '''
+exports.handler = async (event, context) => ({
+  hello: event.name || "world", request_id: context.awsRequestId,
+  remaining: context.getRemainingTimeInMillis(), fn: context.functionName });
+'''
+NODE_ESM = 'export const handler = async (event) => ({ esm: true, got: event });\n'
+NODE_CB = 'exports.handler = (event, context, callback) => { callback(null, {cb: event.n * 2}); };\n'
+SHELL_BOOTSTRAP = '''#!/bin/sh
+# A provided-runtime bootstrap in shell, as in AWS's tutorial.
+set -eu
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation"
+while true; do
+  HEADERS=$(mktemp)
+  EVENT=$(curl -sS -LD "$HEADERS" "$API/next")
+  ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$HEADERS" | tr -d '[:space:]' | cut -d: -f2)
+  echo "shell got $EVENT"
+  curl -sS -X POST "$API/$ID/response" -d "{\\"shell\\":$EVENT}" >/dev/null
+  rm -f "$HEADERS"
+done
+'''
+
+t = Tap(31)
+with Daemon() as d:
+    # python3
+    d.deploy("py", {"app.py": PY_APP}, runtime="python3", handler="app.handler",
+             env={"GREETING": "hi"}, memory_mb=256)
+    st, h, body = d.invoke("py", {"name": "wisp"})
+    t.eq("python3 invoke answers 200", st, 200)
+    r = json.loads(body) if st == 200 else {}
+    t.eq("python3 handler result", r.get("hello"), "wisp")
+    t.eq("cold start header on first invoke", h.get("x-wisp-cold-start"), "1")
+    t.ok(r.get("request_id") == h.get("x-wisp-request-id") and len(r.get("request_id", "")) == 36,
+         "context.aws_request_id equals X-Wisp-Request-Id", (r, h))
+    t.eq("context fields", (r.get("fn"), r.get("mem"), r.get("env_region"), r.get("custom")),
+         ("py", "256", "us-east-1", "hi"))
+    t.ok(r.get("arn", "").endswith(":function:py") and 0 < r.get("remaining", 0) <= 3000,
+         "ARN and remaining time", r)
+    st, h, body = d.invoke("py", {"name": "again"})
+    t.eq("second invoke is warm", (st, h.get("x-wisp-cold-start")), (200, "0"))
+    t.ok(float(h.get("x-wisp-duration-ms", "-1")) >= 0, "duration header", h)
+
+    # nodejs: CommonJS async, ESM, callback style
+    d.deploy("node", {"index.js": NODE_APP}, runtime="nodejs", handler="index.handler")
+    st, h, body = d.invoke("node", {"name": "n"})
+    t.eq("nodejs async handler", (st, json.loads(body).get("hello") if st == 200 else body), (200, "n"))
+    d.deploy("esm", {"index.mjs": NODE_ESM}, runtime="nodejs", handler="index.handler")
+    st, h, body = d.invoke("esm", {"k": 1})
+    t.eq("nodejs ESM handler", json.loads(body) if st == 200 else body, {"esm": True, "got": {"k": 1}})
+    d.deploy("cb", {"index.js": NODE_CB}, runtime="nodejs", handler="index.handler")
+    st, h, body = d.invoke("cb", {"n": 21})
+    t.eq("nodejs callback handler", json.loads(body) if st == 200 else body, {"cb": 42})
+
+    # provided: shell bootstrap and the C example
+    d.deploy("sh", {"bootstrap": (SHELL_BOOTSTRAP, 0o755)}, runtime="provided")
+    st, h, body = d.invoke("sh", {"s": 1})
+    t.eq("provided shell bootstrap", json.loads(body) if st == 200 else body, {"shell": {"s": 1}})
+    cboot = os.path.join(BUILD, "examples", "hello-c", "bootstrap")
+    if os.path.exists(cboot):
+        d.deploy("c", {"bootstrap": (open(cboot, "rb").read(), 0o755)}, runtime="provided")
+        st, h, body = d.invoke("c", {"name": "c"})
+        t.ok(st == 200 and b"c" in body, "provided C bootstrap (runtimes/c)", (st, body))
+    else:
+        t.ok(False, "provided C bootstrap (runtimes/c)", f"{cboot} not built")
+
+    # function errors
+    d.deploy("boom", {"app.py": "def handler(e, c):\n    raise ValueError('bad input')\n"},
+             runtime="python3", handler="app.handler")
+    st, h, body = d.invoke("boom", {})
+    err = json.loads(body) if body else {}
+    t.eq("handler exception: 200 with X-Wisp-Function-Error", (st, h.get("x-wisp-function-error")),
+         (200, "ValueError"))
+    t.ok(err.get("errorMessage") == "bad input" and err.get("errorType") == "ValueError"
+         and isinstance(err.get("stackTrace"), list), "error JSON shape", err)
+
+    # platform errors
+    d.deploy("slow", {"app.py": "import time\ndef handler(e, c):\n    time.sleep(30)\n"},
+             runtime="python3", handler="app.handler", timeout_s=1)
+    t0 = time.time()
+    st, h, body = d.invoke("slow", {})
+    el = time.time() - t0
+    err = json.loads(body) if body else {}
+    t.eq("timeout: Sandbox.Timedout", h.get("x-wisp-function-error"), "Sandbox.Timedout")
+    t.ok("Task timed out after 1.00 seconds" in err.get("errorMessage", "") and el < 5,
+         "timeout message and the caller is answered at the deadline", (err, el))
+
+    d.deploy("exit", {"app.py": "import os\ndef handler(e, c):\n    os._exit(42)\n"},
+             runtime="python3", handler="app.handler")
+    st, h, body = d.invoke("exit", {})
+    err = json.loads(body) if body else {}
+    t.eq("exit mid-invocation: Runtime.ExitError", h.get("x-wisp-function-error"), "Runtime.ExitError")
+    t.ok("exit status 42" in err.get("errorMessage", ""), "exit status in the message", err)
+    st, h, body = d.invoke("exit", {})
+    t.eq("a crashed env is replaced (next invoke runs cold)", (h.get("x-wisp-function-error"),
+         h.get("x-wisp-cold-start")), ("Runtime.ExitError", "1"))
+
+    d.deploy("oom", {"app.py": "def handler(e, c):\n    x = []\n    while True:\n        x.append(bytearray(16 << 20))\n"},
+             runtime="python3", handler="app.handler", memory_mb=128)
+    st, h, body = d.invoke("oom", {})
+    t.eq("memory limit: Runtime.OutOfMemory", h.get("x-wisp-function-error"), "Runtime.OutOfMemory")
+
+    d.deploy("big", {"app.py": "def handler(e, c):\n    return 'x' * (7 << 20)\n"},
+             runtime="python3", handler="app.handler")
+    st, h, body = d.invoke("big", {})
+    t.eq("response over 6 MiB: Function.ResponseSizeTooLarge", h.get("x-wisp-function-error"),
+         "Function.ResponseSizeTooLarge")
+
+    d.deploy("noentry", {"README": "no bootstrap here"}, runtime="provided")
+    st, h, body = d.invoke("noentry", {})
+    t.eq("missing bootstrap: Runtime.InvalidEntrypoint", h.get("x-wisp-function-error"),
+         "Runtime.InvalidEntrypoint")
+
+    d.deploy("noimport", {"app.py": "import does_not_exist\ndef handler(e, c):\n    return 1\n"},
+             runtime="python3", handler="app.handler")
+    st, h, body = d.invoke("noimport", {})
+    t.eq("import error is an init error", h.get("x-wisp-function-error"), "Runtime.ImportModuleError")
+
+    st, h, body = d.invoke("nosuchfn", {})
+    t.eq("unknown function: 404", st, 404)
+    st, h, body = d.request("POST", "/v1/functions/py/invoke", b"x" * ((6 << 20) + 1))
+    t.eq("request payload over 6 MiB: 413", st, 413)
+
+    # logs and records
+    st, h, body = d.invoke("py", {"name": "logs"})
+    rid = h.get("x-wisp-request-id")
+    time.sleep(0.3)
+    st, _, body = d.request("GET", f"/v1/functions/py/logs?request_id={rid}")
+    lines = [l["line"] for l in json.loads(body).get("logs", [])] if st == 200 else []
+    t.ok(any(l.startswith(f"START RequestId: {rid}") for l in lines) and
+         any(l.startswith(f"END RequestId: {rid}") for l in lines), "START and END lines", lines)
+    rep = [l for l in lines if l.startswith("REPORT")]
+    t.ok(rep and "Duration:" in rep[0] and "Billed Duration:" in rep[0] and
+         "Memory Size: 256 MB" in rep[0] and "Max Memory Used:" in rep[0], "REPORT line", rep)
+    st, _, body = d.request("GET", f"/v1/invocations/{rid}")
+    rec = json.loads(body) if st == 200 else {}
+    t.ok(rec.get("function") == "py" and rec.get("outcome") == "success" and rec.get("cold") is False,
+         "invocation record", (st, rec))
+    st, _, body = d.request("GET", "/metrics", token=False)
+    t.ok(b'wisp_invocations_total{function="py",outcome="success"}' in body and
+         b"wisp_cold_starts_total" in body, "invocation metrics", body[:300])
+    t.eq("daemon exits 0 on SIGTERM", d.stop(), 0)
+sys.exit(1 if t.failed else 0)

@@ -1,0 +1,220 @@
+#!/usr/bin/python3
+"""Hostile functions: each test deploys code that tries to escape or harm the
+host and checks that the sandbox stops it (DESIGN.md §2 isolation) while the
+daemon stays healthy."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from wisplib import Daemon, Tap
+
+PROBE = r'''
+import ctypes, errno, json, os, resource, socket, subprocess, sys
+libc = ctypes.CDLL(None, use_errno=True)
+
+def syscall_errno(fn, *args):
+    r = fn(*args)
+    return 0 if r >= 0 else ctypes.get_errno()
+
+def status():
+    out = {}
+    for line in open("/proc/self/status"):
+        k, _, v = line.partition(":")
+        out[k] = v.strip()
+    return out
+
+def try_write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+def connect(port):
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect(("127.0.0.1", port))
+        return "connected"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e))
+    finally:
+        s.close()
+
+def handler(event, context):
+    p = event["probe"]
+    if p == "identity":
+        st = status()
+        return {"uid": os.getuid(), "gid": os.getgid(), "capeff": st.get("CapEff"),
+                "capbnd": st.get("CapBnd"), "nnp": st.get("NoNewPrivs"), "seccomp": st.get("Seccomp"),
+                "pid": os.getpid(), "pids": sorted(int(x) for x in os.listdir("/proc") if x.isdigit()),
+                "hostname": socket.gethostname(), "env": sorted(os.environ),
+                "core": resource.getrlimit(resource.RLIMIT_CORE),
+                "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)}
+    if p == "files":
+        return {k: os.path.exists(k) for k in event["paths"]} | {
+            "task": sorted(os.listdir("/var/task")),
+            "write_task": try_write("/var/task/x"), "write_usr": try_write("/usr/x"),
+            "write_root": try_write("/x"), "write_tmp": try_write("/tmp/x")}
+    if p == "net":
+        names = [n for _, n in socket.if_nameindex()]
+        routes = open("/proc/net/route").read().splitlines()[1:]
+        return {"ifaces": names, "routes": routes, "host_admin": connect(event["port"])}
+    if p == "syscalls":
+        CLONE_NEWNS, CLONE_NEWNET = 0x20000, 0x40000000
+        out = {"mount": syscall_errno(libc.mount, b"none", b"/tmp", b"tmpfs", 0, None),
+               "unshare_ns": syscall_errno(libc.unshare, CLONE_NEWNS),
+               "unshare_net": syscall_errno(libc.unshare, CLONE_NEWNET),
+               "ptrace": syscall_errno(libc.ptrace, 0, 0, None, None),
+               "bpf": syscall_errno(libc.syscall, 321, 0, None, 0),
+               "keyctl": syscall_errno(libc.syscall, 250, 0, 0, 0, 0),
+               "kexec": syscall_errno(libc.syscall, 246, 0, 0, None, 0),
+               "init_module": syscall_errno(libc.syscall, 175, None, 0, b""),
+               "setuid0": syscall_errno(libc.setuid, 0),
+               "chroot": syscall_errno(libc.chroot, b"/tmp")}
+        try:
+            socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
+            out["packet_socket"] = 0
+        except OSError as e:
+            out["packet_socket"] = e.errno
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
+            out["raw_socket"] = 0
+        except OSError as e:
+            out["raw_socket"] = e.errno
+        return out
+    if p == "tmpfill":
+        n = 0
+        try:
+            with open("/tmp/fill", "wb") as f:
+                while n < (2048 << 20):
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+                    n += 1 << 20
+            return {"written_mb": n >> 20, "error": None}
+        except OSError as e:
+            return {"written_mb": n >> 20, "error": errno.errorcode.get(e.errno)}
+        finally:
+            try: os.unlink("/tmp/fill")
+            except OSError: pass
+    if p == "forkbomb":
+        kids, err = [], None
+        try:
+            for _ in range(5000):
+                pid = os.fork()
+                if pid == 0:
+                    import time; time.sleep(30); os._exit(0)
+                kids.append(pid)
+        except OSError as e:
+            err = errno.errorcode.get(e.errno)
+        for k in kids:
+            os.kill(k, 9)
+        for k in kids:
+            os.waitpid(k, 0)
+        return {"forked": len(kids), "error": err}
+    if p == "orphan":
+        subprocess.Popen(["/bin/sleep", event["marker"]], start_new_session=True)
+        import time; time.sleep(60)
+    if p == "flood":
+        chunk = "y" * 1023 + "\n"
+        for _ in range(event["mb"] * 1024):
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+        return {"flooded": event["mb"]}
+    return {"unknown": p}
+'''
+
+GARBAGE = b'''#!/bin/sh
+# Sends garbage to the Runtime API, closes, then exits.
+printf 'GARBAGE \\x01\\x02\\r\\n\\r\\n' | curl -s --max-time 2 -X BLAH --data-binary @- "http://$AWS_LAMBDA_RUNTIME_API/%%%%%%" >/dev/null 2>&1
+exec 3<>/dev/tcp/127.0.0.1/9001 2>/dev/null || true
+exit 7
+'''
+
+t = Tap(30)
+with Daemon("--max-envs", "64") as d:
+    d.deploy("probe", {"app.py": PROBE}, runtime="python3", handler="app.handler", tmp_mb=512,
+             timeout_s=20)
+
+    def probe(ev, name="probe"):
+        st, h, body = d.invoke(name, ev, timeout=120)
+        try:
+            return st, h, json.loads(body)
+        except ValueError:
+            return st, h, {"raw": body[:500]}
+
+    st, h, r = probe({"probe": "identity"})
+    t.ok(r.get("uid") not in (None, 0) and r.get("gid") not in (None, 0), "runs as an unprivileged uid/gid", r)
+    t.eq("no capabilities (effective and bounding)", (r.get("capeff"), r.get("capbnd")),
+         ("0000000000000000", "0000000000000000"))
+    t.eq("no_new_privs and seccomp filter on", (r.get("nnp"), r.get("seccomp")), ("1", "2"))
+    t.ok(r.get("pid", 99999) < 100 and len(r.get("pids", [])) < 10, "own pid namespace", r.get("pids"))
+    t.ok(r.get("hostname") not in (None, socket.gethostname()), "own uts namespace (hostname)", r.get("hostname"))
+    leaked = [k for k in r.get("env", []) if k.startswith("WISP_") or k in ("HOME", "USER", "SUDO_USER")]
+    t.ok("AWS_LAMBDA_RUNTIME_API" in r.get("env", []) and not leaked,
+         "environment is the Lambda one, nothing of the daemon's", r.get("env"))
+    t.eq("core dumps off and files limited", (r.get("core"), r.get("nofile")), ([0, 0], [1024, 1024]))
+
+    paths = ["/etc/shadow", "/root", d.data, os.path.join(d.data, "wisp.db"), "/etc/hostname",
+             "/home", "/var/lib", "/sys/fs/cgroup"]
+    st, h, r = probe({"probe": "files", "paths": paths})
+    t.eq("/etc/shadow invisible", r.get("/etc/shadow"), False)
+    t.eq("/root invisible", r.get("/root"), False)
+    t.eq("the data folder invisible", (r.get(d.data), r.get(os.path.join(d.data, "wisp.db"))), (False, False))
+    t.eq("/var/task holds only this function's code", r.get("task"), ["app.py"])
+    t.ok(r.get("write_task") in ("EROFS", "EACCES") and r.get("write_usr") in ("EROFS", "EACCES")
+         and r.get("write_root") in ("EROFS", "EACCES"), "code and root are read-only", r)
+    t.eq("/tmp is writable", r.get("write_tmp"), "ok")
+
+    st, h, r = probe({"probe": "net", "port": d.admin_port})
+    t.eq("only loopback in its network namespace", r.get("ifaces"), ["lo"])
+    t.eq("no routes out", r.get("routes"), [])
+    t.ok(r.get("host_admin") in ("ECONNREFUSED", "ENETUNREACH"), "host admin listener unreachable", r)
+
+    st, h, r = probe({"probe": "syscalls"})
+    EPERM = 1
+    t.ok(r.get("mount") not in (None, 0) and r.get("chroot") not in (None, 0), "mount and chroot refused", r)
+    t.ok(r.get("unshare_ns") not in (None, 0) and r.get("unshare_net") not in (None, 0), "new namespaces refused", r)
+    t.ok(all(r.get(k) not in (None, 0) for k in ("ptrace", "bpf", "keyctl", "kexec", "init_module")),
+         "ptrace, bpf, keyctl, kexec, module loading refused", r)
+    t.ok(r.get("packet_socket") not in (None, 0) and r.get("raw_socket") not in (None, 0), "raw sockets refused", r)
+    t.ok(r.get("setuid0") not in (None, 0), "cannot become root", r)
+
+    st, h, r = probe({"probe": "tmpfill"})
+    t.ok(r.get("error") == "ENOSPC" and 400 <= r.get("written_mb", 0) <= 512, "/tmp limited to tmp_mb", r)
+
+    st, h, r = probe({"probe": "forkbomb"})
+    t.ok(r.get("error") == "EAGAIN" and r.get("forked", 9999) < 300, "fork bomb stopped by the pids limit", r)
+    st2, _, _ = d.request("GET", "/healthz", token=False)
+    t.eq("daemon healthy after the fork bomb", st2, 200)
+
+    marker = "%d.123" % (os.getpid() + 7000)
+    d.request("PUT", "/v1/functions/probe", {"timeout_s": 2})
+    st, h, r = probe({"probe": "orphan", "marker": marker})
+    t.eq("timeout kills the env", h.get("x-wisp-function-error"), "Sandbox.Timedout")
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True).stdout.split()
+    t.eq("no process of a timed-out env survives", left, [])
+
+    d.request("PUT", "/v1/functions/probe", {"timeout_s": 60})
+    t0 = time.time()
+    st, h, r = probe({"probe": "flood", "mb": 100})
+    t.ok(st == 200 and r.get("flooded") == 100, "100 MB of stdout does not break the invocation",
+         (st, r, time.time() - t0))
+    st, _, body = d.request("GET", f"/v1/functions/probe/logs?request_id={h.get('x-wisp-request-id')}&limit=10000")
+    lines = [l["line"] for l in json.loads(body).get("logs", [])] if st == 200 else []
+    t.ok(any("dropped" in l for l in lines) and len(lines) < 10000, "flooded log is capped with a notice",
+         (st, len(lines), lines[-3:]))
+
+    d.deploy("garbage", {"bootstrap": (GARBAGE, 0o755)}, runtime="provided")
+    st, h, r = probe({}, "garbage")
+    t.ok(h.get("x-wisp-function-error") == "Runtime.ExitError" and "exit status 7" in json.dumps(r),
+         "garbage on the Runtime API then exit: clear error", (st, h.get("x-wisp-function-error"), r))
+    st, _, _ = d.request("GET", "/healthz", token=False)
+    t.eq("daemon healthy after hostile functions", st, 200)
+sys.exit(1 if t.failed else 0)

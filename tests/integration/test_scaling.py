@@ -1,0 +1,141 @@
+#!/usr/bin/python3
+"""Env life cycle, concurrency and scaling: limits never exceeded, waiting and
+429s, keep-alive retirement (scale to zero), provisioned envs, code updates
+under load, daemon restarts leaving nothing behind."""
+import concurrent.futures as cf
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from wisplib import Daemon, Tap
+
+SLEEPER = '''
+import time, os
+def handler(event, context):
+    t0 = time.time()
+    time.sleep(event.get("sleep", 0))
+    return {"start": t0, "end": time.time(), "version": VERSION, "pid_ns_init": os.getpid()}
+VERSION = %d
+'''
+
+
+def envs(d, state):
+    _, _, body = d.request("GET", "/metrics", token=False)
+    m = re.search(rb'wisp_envs\{state="%s"\} (\d+)' % state.encode(), body)
+    return int(m.group(1)) if m else -1
+
+
+def parallel(d, name, events, timeout=120):
+    with cf.ThreadPoolExecutor(len(events)) as ex:
+        return list(ex.map(lambda e: d.invoke(name, e, timeout=timeout), events))
+
+
+def max_overlap(results):
+    spans = [json.loads(b) for s, h, b in results if s == 200 and not h.get("x-wisp-function-error")]
+    pts = sorted([(r["start"], 1) for r in spans] + [(r["end"], -1) for r in spans])
+    cur = best = 0
+    for _, k in pts:
+        cur += k
+        best = max(best, cur)
+    return best, len(spans)
+
+
+t = Tap(17)
+with Daemon("--queue-wait-ms", "20000") as d:
+    d.deploy("lim", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler", concurrency=2,
+             timeout_s=10)
+    res = parallel(d, "lim", [{"sleep": 0.5}] * 6)
+    best, n = max_overlap(res)
+    t.eq("6 parallel invocations with concurrency 2 all succeed", n, 6)
+    t.ok(best <= 2, "never more than 2 at once", best)
+    t.ok(envs(d, "idle") + envs(d, "busy") <= 2, "at most 2 envs were started", envs(d, "idle"))
+
+    d.deploy("zero", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler", concurrency=0)
+    st, h, body = d.invoke("zero", {})
+    t.eq("concurrency 0 throttles everything: 429", st, 429)
+    t.ok(h.get("retry-after") is not None, "429 carries Retry-After", h)
+
+    # keep-alive retirement and scale to zero
+    d.deploy("short", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler", idle_timeout_s=1)
+    st, h, _ = d.invoke("short", {})
+    st, h2, _ = d.invoke("short", {})
+    t.eq("cold then warm", (h.get("x-wisp-cold-start"), h2.get("x-wisp-cold-start")), ("1", "0"))
+    time.sleep(2.5)
+    st, h3, _ = d.invoke("short", {})
+    t.eq("after idle_timeout_s the env retired (next is cold)", h3.get("x-wisp-cold-start"), "1")
+
+    d.deploy("once", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler", idle_timeout_s=0)
+    cold = [d.invoke("once", {})[1].get("x-wisp-cold-start") for _ in range(2)]
+    t.eq("idle_timeout_s 0 retires after each invocation", cold, ["1", "1"])
+    time.sleep(0.5)
+
+    d.deploy("warm", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler", min_warm=2)
+    for _ in range(50):
+        if envs(d, "idle") >= 2:
+            break
+        time.sleep(0.1)
+    st, h, _ = d.invoke("warm", {})
+    t.eq("min_warm envs are started ahead: first invoke is warm", h.get("x-wisp-cold-start"), "0")
+
+    # code update during load: no failed invocation, new code served after
+    d.deploy("upd", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler", concurrency=4)
+    stop = time.time() + 4
+    failures, versions = [], set()
+
+    def load():
+        while time.time() < stop:
+            s, hh, b = d.invoke("upd", {"sleep": 0.05})
+            if s != 200 or hh.get("x-wisp-function-error"):
+                failures.append((s, b[:200]))
+            else:
+                versions.add(json.loads(b)["version"])
+
+    with cf.ThreadPoolExecutor(4) as ex:
+        futs = [ex.submit(load) for _ in range(4)]
+        for v in (2, 3, 4):
+            time.sleep(0.8)
+            d.deploy("upd", {"app.py": SLEEPER % v}, runtime="python3", handler="app.handler")
+        for f in futs:
+            f.result()
+    t.eq("code updates under load: no failed invocation", failures, [])
+    st, h, b = d.invoke("upd", {})
+    t.eq("after the updates the new code answers", json.loads(b).get("version"), 4)
+    t.ok(len(versions) >= 2, "load saw several code versions", versions)
+    data = d.data
+    t.eq("daemon stops cleanly", d.stop(), 0)
+
+# throttling with a short queue wait
+with Daemon("--queue-wait-ms", "300") as d:
+    d.deploy("one", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler", concurrency=1)
+    d.invoke("one", {})
+    res = parallel(d, "one", [{"sleep": 1.5}] * 3)
+    codes = sorted(s for s, _, _ in res)
+    t.eq("over the limit: one runs, the others get 429 after the queue wait", codes, [200, 429, 429])
+
+# restarts: envs of the old process are gone, none leak
+marker = "/var/task/app.py"
+with Daemon() as d:
+    d.deploy("keep", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler",
+             idle_timeout_s=600)
+    d.invoke("keep", {})
+    envpids = subprocess.run(["pgrep", "-f", "var/runtime/python3/bootstrap.py"], capture_output=True,
+                             text=True).stdout.split()
+    t.ok(len(envpids) >= 1, "a warm env is running", envpids)
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+    for _ in range(50):
+        left = [p for p in envpids if os.path.exists(f"/proc/{p}")]
+        if not left:
+            break
+        time.sleep(0.1)
+    t.eq("daemon killed with SIGKILL: its envs are gone", left, [])
+    d.start()
+    st, h, _ = d.invoke("keep", {})
+    t.eq("after a restart the function is still there and runs cold", (st, h.get("x-wisp-cold-start")),
+         (200, "1"))
+sys.exit(1 if t.failed else 0)

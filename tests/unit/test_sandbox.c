@@ -1,0 +1,1014 @@
+/*
+ * test_sandbox.c - unit tests for src/sandbox: real namespaces, cgroups,
+ * mounts and seccomp (needs root; cases SKIP without it). Each case starts
+ * its own spawner with a private cgroup name and state folder, runs
+ * sandboxes on a real uv loop and checks from inside (with a probe program
+ * compiled from tests/integration/sandbox-probe/probe.c into the code folder,
+ * or /bin/sh) and from the host (cgroup files, processes) what they can do.
+ * After each case the cgroups must be gone.
+ */
+#define TAP_TIMEOUT 60
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/util.h"
+#include "sandbox/sandbox.h"
+#include "tap.h"
+
+#define OUT_MAX (64 * 1024)
+#define MAX_RUNS 32
+
+/* One sandbox as the test sees it. */
+struct run {
+    char id[65];
+    bool replied, ok, exited;
+    wisp_err_t err;
+    wisp_sandbox_started_t st;
+    char out[OUT_MAX], errout[OUT_MAX];
+    int status;
+    bool oom;
+    uint64_t peak;
+    uint64_t t_spawn, t_reply;
+};
+
+/* The per-case fixture (each case runs in its own process). */
+static struct {
+    char top[64];
+    char state[128], code[128], runtime[128];
+    char cgname[64];
+    uv_loop_t loop;
+    wisp_sandbox_t *sb;
+    struct run *runs[MAX_RUNS];
+    int nruns;
+} F;
+
+static const char *const default_env[] = {"PATH=/usr/bin:/bin", NULL};
+
+static void on_exit_cb(void *data, const char *id, int wait_status, bool oom, uint64_t peak)
+{
+    for (int i = 0; i < F.nruns; i++)
+        if (strcmp(F.runs[i]->id, id) == 0 && !F.runs[i]->exited) {
+            F.runs[i]->exited = true;
+            F.runs[i]->status = wait_status;
+            F.runs[i]->oom = oom;
+            F.runs[i]->peak = peak;
+            return;
+        }
+    fprintf(stderr, "# exit event for unknown sandbox %s\n", id);
+    exit(1);
+}
+
+static void on_spawn_cb(void *data, const wisp_sandbox_started_t *st, const wisp_err_t *err)
+{
+    struct run *r = data;
+    r->t_reply = wisp_mono_ns();
+    r->replied = true;
+    CHECK((st == NULL) != (err == NULL));
+    if (st) {
+        r->ok = true;
+        r->st = *st;
+    } else {
+        r->err = *err;
+    }
+}
+
+static void write_file(const char *dir, const char *name, const char *text, int mode)
+{
+    cleanup_free char *path = xasprintf("%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0);
+    CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    CHECK(fchmod(fd, (mode_t)mode) == 0);
+    close(fd);
+}
+
+static void fixture_init(void)
+{
+    if (geteuid() != 0)
+        SKIP("sandboxes need root");
+    snprintf(F.top, sizeof F.top, "/tmp/wisp-sbtest-XXXXXX");
+    CHECK(mkdtemp(F.top) != NULL);
+    snprintf(F.state, sizeof F.state, "%s/state", F.top);
+    snprintf(F.code, sizeof F.code, "%s/code", F.top);
+    snprintf(F.runtime, sizeof F.runtime, "%s/runtime", F.top);
+    CHECK(mkdir(F.code, 0755) == 0 && chmod(F.code, 0755) == 0);
+    CHECK(mkdir(F.runtime, 0755) == 0 && chmod(F.runtime, 0755) == 0);
+    snprintf(F.cgname, sizeof F.cgname, "wisptest%d_%d", (int)getppid(), (int)getpid());
+    CHECK(uv_loop_init(&F.loop) == 0);
+}
+
+static void fixture_up(void)
+{
+    fixture_init();
+    wisp_sandbox_config_t cfg = {.state_dir = F.state, .cgroup_name = F.cgname};
+    wisp_err_t err;
+    if (wisp_sandbox_init(&F.sb, &cfg, &err) < 0) {
+        fprintf(stderr, "# init: %s\n", err.msg);
+        CHECK(0);
+    }
+    CHECK(wisp_sandbox_attach(F.sb, &F.loop, on_exit_cb, NULL, &err) == 0);
+}
+
+/* Compile the probe into the code folder. */
+static void build_probe(void)
+{
+    const char *root = getenv("WISP_ROOT");
+    cleanup_free char *src =
+        xasprintf("%s/tests/integration/sandbox-probe/probe.c", root ? root : ".");
+    CHECK(access(src, R_OK) == 0);
+    cleanup_free char *cmd = xasprintf("gcc -O1 -o %s/probe %s", F.code, src);
+    CHECK(system(cmd) == 0);
+}
+
+/* The folder of our sandboxes' groups for a controller, found independently
+ * of the code under test (v1/hybrid: <mount>/<current>/<name>). */
+static char *cg_base(const char *ctrl)
+{
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    char line[512], *found = NULL;
+    bool v2 = strcmp(wisp_sandbox_cgroup_mode(F.sb), "v2") == 0;
+    while (f && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (c2 == NULL)
+            continue;
+        *c2 = '\0';
+        bool match = v2 ? strcmp(line, "0") == 0 : strstr(c1 + 1, ctrl) != NULL;
+        if (match) {
+            const char *cur = strcmp(c2 + 1, "/") == 0 ? "" : c2 + 1;
+            found = v2 ? xasprintf("/sys/fs/cgroup%s/%s", cur, F.cgname)
+                       : xasprintf("/sys/fs/cgroup/%s%s/%s", ctrl, cur, F.cgname);
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    if (found && v2 && access(found, F_OK) != 0) {
+        free(found);
+        found = xasprintf("/sys/fs/cgroup/%s", F.cgname);
+    }
+    CHECK(found != NULL);
+    return found;
+}
+
+static bool cg_exists(const char *ctrl, const char *id)
+{
+    cleanup_free char *base = cg_base(ctrl);
+    cleanup_free char *dir = id ? xasprintf("%s/%s", base, id) : xstrdup(base);
+    return access(dir, F_OK) == 0;
+}
+
+static void fixture_down(void)
+{
+    cleanup_free char *mem = cg_base("memory");
+    cleanup_free char *pids = cg_base("pids");
+    wisp_sandbox_close(F.sb);
+    F.sb = NULL;
+    uv_run(&F.loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&F.loop) == 0);
+    CHECK(access(mem, F_OK) != 0 && errno == ENOENT);
+    CHECK(access(pids, F_OK) != 0 && errno == ENOENT);
+    wisp_err_t err;
+    CHECK(wisp_rm_rf(F.top, &err) == 0);
+    for (int i = 0; i < F.nruns; i++)
+        free(F.runs[i]);
+}
+
+static wisp_sandbox_spec_t spec_for(const char *id, const char *const *argv)
+{
+    wisp_sandbox_spec_t s = {
+        .id = id,
+        .code_dir = F.code,
+        .argv = argv,
+        .envp = default_env,
+        .memory_mb = 128,
+        .tmp_mb = 16,
+        .pids_max = 64,
+        .cpu_weight = 100,
+    };
+    return s;
+}
+
+static struct run *new_run(const char *id)
+{
+    CHECK(F.nruns < MAX_RUNS);
+    struct run *r = xcalloc(1, sizeof *r);
+    snprintf(r->id, sizeof r->id, "%s", id);
+    F.runs[F.nruns++] = r;
+    return r;
+}
+
+/* Ask for a sandbox and wait for the reply. */
+static struct run *spawn(const wisp_sandbox_spec_t *spec)
+{
+    struct run *r = new_run(spec->id);
+    wisp_err_t err;
+    r->t_spawn = wisp_mono_ns();
+    if (wisp_sandbox_spawn(F.sb, spec, on_spawn_cb, r, &err) < 0) {
+        fprintf(stderr, "# spawn %s: %s\n", spec->id, err.msg);
+        CHECK(0);
+    }
+    while (!r->replied)
+        uv_run(&F.loop, UV_RUN_ONCE);
+    if (!r->ok)
+        fprintf(stderr, "# spawn %s failed: %s\n", spec->id, r->err.msg);
+    return r;
+}
+
+/* Read stdout and stderr to their end, then wait for the exit event. */
+static void finish(struct run *r)
+{
+    CHECK(r->ok);
+    size_t n[2] = {0, 0};
+    char *bufs[2] = {r->out, r->errout};
+    struct pollfd p[2] = {{.fd = r->st.out_fd, .events = POLLIN},
+                          {.fd = r->st.err_fd, .events = POLLIN}};
+    int open_fds = 2;
+    while (open_fds > 0) {
+        CHECK(poll(p, 2, -1) > 0);
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char tmp[4096];
+            ssize_t k = read(p[i].fd, tmp, sizeof tmp);
+            if (k <= 0) {
+                close(p[i].fd);
+                p[i].fd = -1;
+                open_fds--;
+                continue;
+            }
+            size_t room = OUT_MAX - 1 - n[i];
+            size_t take = (size_t)k < room ? (size_t)k : room;
+            memcpy(bufs[i] + n[i], tmp, take);
+            n[i] += take;
+            bufs[i][n[i]] = '\0';
+        }
+    }
+    while (!r->exited)
+        uv_run(&F.loop, UV_RUN_ONCE);
+    close(r->st.api_fd);
+}
+
+static struct run *run_to_end(const wisp_sandbox_spec_t *spec)
+{
+    struct run *r = spawn(spec);
+    finish(r);
+    return r;
+}
+
+static bool has_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, line, n) == 0 && (p[n] == '\n' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+#define CHECK_LINE(text, line)                                                                     \
+    do {                                                                                           \
+        if (!has_line((text), (line))) {                                                           \
+            fprintf(stderr, "# missing line \"%s\" in:\n%s\n", (line), (text));                    \
+            CHECK(0);                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* The value after "key=" on its own line, or NULL. */
+static const char *value_of(const char *text, const char *key, char *buf, size_t cap)
+{
+    size_t n = strlen(key);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, key, n) == 0 && p[n] == '=') {
+            size_t len = strcspn(p + n + 1, "\n");
+            snprintf(buf, cap, "%.*s", (int)len, p + n + 1);
+            return buf;
+        }
+    return NULL;
+}
+
+/* ---- cases ---------------------------------------------------------------- */
+
+TEST(runs_unprivileged_and_confined)
+{
+    fixture_up();
+    build_probe();
+    const char *argv[] = {"/var/task/probe", "ids", NULL};
+    wisp_sandbox_spec_t s = spec_for("ids", argv);
+    struct run *r = run_to_end(&s);
+    CHECK(r->st.pid > 1);
+    CHECK(r->st.setup_ns > 0);
+    CHECK(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0);
+    CHECK_LINE(r->out, "uid=65534");
+    CHECK_LINE(r->out, "gid=65534");
+    CHECK_LINE(r->out, "groups=1 65534");
+    CHECK_LINE(r->out, "pid=1");
+    CHECK_LINE(r->out, "CapInh=0000000000000000");
+    CHECK_LINE(r->out, "CapPrm=0000000000000000");
+    CHECK_LINE(r->out, "CapEff=0000000000000000");
+    CHECK_LINE(r->out, "CapBnd=0000000000000000");
+    CHECK_LINE(r->out, "CapAmb=0000000000000000");
+    CHECK_LINE(r->out, "NoNewPrivs=1");
+    CHECK_LINE(r->out, "Seccomp=2");
+    CHECK(!r->oom);
+    CHECK(r->peak > 0);
+    CHECK_INT(wisp_sandbox_count(F.sb), 0);
+    CHECK(!cg_exists("memory", "ids") && !cg_exists("pids", "ids"));
+    fixture_down();
+}
+
+TEST(sees_only_its_own_file_system)
+{
+    fixture_up();
+    write_file(F.runtime, "shim", "shim-content\n", 0644);
+    /* A host folder outside /tmp that must stay invisible. */
+    char secret[] = "/var/tmp/wisp-sbtest-secret-XXXXXX";
+    CHECK(mkdtemp(secret) != NULL);
+    cleanup_free char *script =
+        xasprintf("#!/bin/sh\n"
+                  "echo pid=$$\n"
+                  "echo host=$(cat /proc/sys/kernel/hostname)\n"
+                  "test -e /etc/shadow || echo no-shadow\n"
+                  "test -e /root || echo no-root\n"
+                  "test -e /home || echo no-home\n"
+                  "test -e %s || echo no-secret\n"
+                  "test -e %s || echo no-top\n"
+                  "test -e /etc/ld.so.cache && echo ld-cache\n"
+                  "grep -q '^nobody:x:65534:65534:' /etc/passwd && echo passwd-ok\n"
+                  "touch /var/task/x 2>/dev/null || echo task-ro\n"
+                  "touch /var/runtime/x 2>/dev/null || echo runtime-ro\n"
+                  "touch /x 2>/dev/null || echo root-ro\n"
+                  "touch /usr/x 2>/dev/null || echo usr-ro\n"
+                  "touch /etc/x 2>/dev/null || echo etc-ro\n"
+                  "echo tmp-ok > /tmp/t && cat /tmp/t\n"
+                  "cat /var/runtime/shim\n"
+                  "echo dev=$(ls /dev | tr '\\n' ' ')\n"
+                  "echo var=$(ls /var | tr '\\n' ' ')\n"
+                  "echo procs=$(ls /proc | grep -c '^[0-9]')\n"
+                  "echo cwd=$(pwd)\n"
+                  "grep -q ':memory:/$' /proc/self/cgroup && echo cgroupns\n"
+                  "echo null-ok > /dev/null && echo devnull\n"
+                  "head -c 4 /dev/urandom | wc -c\n",
+                  secret, F.top);
+    write_file(F.code, "fs.sh", script, 0755);
+    const char *argv[] = {"/var/task/fs.sh", NULL};
+    wisp_sandbox_spec_t s = spec_for("fs", argv);
+    s.runtime_dir = F.runtime;
+    struct run *r = run_to_end(&s);
+    rmdir(secret);
+    CHECK(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0);
+    static const char *const want[] = {
+        "pid=1",
+        "host=wisp",
+        "no-shadow",
+        "no-root",
+        "no-home",
+        "no-secret",
+        "no-top",
+        "ld-cache",
+        "passwd-ok",
+        "task-ro",
+        "runtime-ro",
+        "root-ro",
+        "usr-ro",
+        "etc-ro",
+        "tmp-ok",
+        "shim-content",
+        "dev=fd full null random shm stderr stdin stdout urandom zero",
+        "var=runtime task",
+        "cwd=/var/task",
+        "cgroupns",
+        "devnull",
+        "4"};
+    for (size_t i = 0; i < WISP_ARRAY_LEN(want); i++)
+        CHECK_LINE(r->out, want[i]);
+    char v[64];
+    CHECK(value_of(r->out, "procs", v, sizeof v) != NULL);
+    CHECK(atoi(v) >= 1 && atoi(v) <= 4);
+    fixture_down();
+}
+
+TEST(network_is_loopback_only)
+{
+    fixture_up();
+    build_probe();
+    /* A host listener the sandbox must not reach. */
+    int host = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(host, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(host, 8) == 0);
+    socklen_t sl = sizeof sa;
+    CHECK(getsockname(host, (struct sockaddr *)&sa, &sl) == 0);
+    char hostport[16];
+    snprintf(hostport, sizeof hostport, "%u", ntohs(sa.sin_port));
+    const char *argv[] = {"/var/task/probe", "net", "9123", hostport, NULL};
+    wisp_sandbox_spec_t s = spec_for("net", argv);
+    s.api_port = 9123;
+    struct run *r = spawn(&s);
+    CHECK(r->ok);
+    /* The daemon side accepts the sandbox's connection on api_fd. */
+    int conn = accept(r->st.api_fd, NULL, NULL);
+    CHECK(conn >= 0);
+    char hello[8] = "";
+    CHECK(read(conn, hello, 5) == 5);
+    CHECK(memcmp(hello, "hello", 5) == 0);
+    close(conn);
+    finish(r);
+    CHECK_LINE(r->out, "api=ok");
+    CHECK_LINE(r->out, "host=ECONNREFUSED");
+    CHECK_LINE(r->out, "lo_up=1");
+    CHECK_LINE(r->out, "ifaces=lo,");
+    close(host);
+    fixture_down();
+}
+
+TEST(forbidden_system_calls_fail)
+{
+    fixture_up();
+    build_probe();
+    const char *argv[] = {"/var/task/probe", "sys", NULL};
+    wisp_sandbox_spec_t s = spec_for("sys", argv);
+    struct run *r = run_to_end(&s);
+    static const char *const want[] = {"mount=EPERM",
+                                       "umount=EPERM",
+                                       "unshare_user=EPERM",
+                                       "unshare_net=EPERM",
+                                       "ptrace=EPERM",
+                                       "raw=EPERM",
+                                       "packet=EPERM",
+                                       "netlink=EPERM",
+                                       "clone3=ENOSYS",
+                                       "io_uring=ENOSYS",
+                                       "bpf=EPERM",
+                                       "keyctl=EPERM",
+                                       "perf=EPERM",
+                                       "userfaultfd=EPERM",
+                                       "chroot=EPERM",
+                                       "sethostname=EPERM",
+                                       "setuid0=EPERM",
+                                       "personality=EPERM",
+                                       "clone_ns=EPERM",
+                                       "tcp=ok",
+                                       "udp6=ok",
+                                       "socketpair=ok",
+                                       "fork=ok"};
+    for (size_t i = 0; i < WISP_ARRAY_LEN(want); i++)
+        CHECK_LINE(r->out, want[i]);
+    fixture_down();
+}
+
+TEST(tmp_is_size_limited)
+{
+    fixture_up();
+    build_probe();
+    const char *argv[] = {"/var/task/probe", "fill", NULL};
+    wisp_sandbox_spec_t s = spec_for("fill", argv);
+    s.tmp_mb = 8;
+    struct run *r = run_to_end(&s);
+    CHECK_LINE(r->out, "errno=ENOSPC");
+    char v[32];
+    CHECK(value_of(r->out, "wrote_mb", v, sizeof v));
+    CHECK(atoi(v) >= 6 && atoi(v) <= 8);
+    fixture_down();
+}
+
+TEST(memory_limit_reports_oom)
+{
+    fixture_up();
+    build_probe();
+    const char *argv[] = {"/var/task/probe", "mem", "256", NULL};
+    wisp_sandbox_spec_t s = spec_for("mem", argv);
+    s.memory_mb = 32;
+    struct run *r = run_to_end(&s);
+    CHECK(WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGKILL);
+    CHECK(r->oom);
+    CHECK(r->peak > (16u << 20) && r->peak <= (33u << 20));
+    CHECK(strstr(r->out, "allocated=") == NULL);
+    /* Within the limit, no OOM. */
+    const char *argv2[] = {"/var/task/probe", "mem", "8", NULL};
+    wisp_sandbox_spec_t s2 = spec_for("mem2", argv2);
+    s2.memory_mb = 64;
+    r = run_to_end(&s2);
+    CHECK(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0);
+    CHECK(!r->oom);
+    CHECK(r->peak >= (8u << 20));
+    fixture_down();
+}
+
+TEST(fork_bomb_is_contained)
+{
+    fixture_up();
+    build_probe();
+    const char *argv[] = {"/var/task/probe", "forkbomb", NULL};
+    wisp_sandbox_spec_t s = spec_for("bomb", argv);
+    s.pids_max = 16;
+    struct run *r = run_to_end(&s);
+    char v[32];
+    CHECK(value_of(r->out, "forks", v, sizeof v));
+    CHECK(atoi(v) >= 8 && atoi(v) <= 15);
+    CHECK_LINE(r->out, "errno=EAGAIN");
+    /* A shell fork bomb, stopped with kill. */
+    const char *argv2[] = {"/bin/sh", "-c", "b() { b | b & }; b; sleep 1000", NULL};
+    wisp_sandbox_spec_t s2 = spec_for("shbomb", argv2);
+    s2.pids_max = 32;
+    r = spawn(&s2);
+    CHECK(r->ok);
+    usleep(300 * 1000);
+    wisp_sandbox_kill(F.sb, "shbomb");
+    finish(r);
+    CHECK(WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGKILL);
+    CHECK(!cg_exists("pids", "shbomb"));
+    /* The host is unharmed. */
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(7);
+    int st;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WEXITSTATUS(st) == 7);
+    fixture_down();
+}
+
+TEST(kill_ends_every_process)
+{
+    fixture_up();
+    build_probe();
+    const char *argv[] = {"/var/task/probe", "sleep", "3", NULL};
+    wisp_sandbox_spec_t s = spec_for("sleepy", argv);
+    s.memory_mb = 64;
+    s.pids_max = 10;
+    struct run *r = spawn(&s);
+    CHECK(r->ok);
+    char line[16] = "";
+    CHECK(read(r->st.out_fd, line, 8) == 8 && strncmp(line, "started\n", 8) == 0);
+    CHECK_INT(wisp_sandbox_count(F.sb), 1);
+    CHECK(wisp_sandbox_mem_peak(F.sb, "sleepy") > 0);
+    /* The limits are in the host's cgroup files. */
+    cleanup_free char *pbase = cg_base("pids");
+    cleanup_free char *mbase = cg_base("memory");
+    cleanup_free char *procs_path = xasprintf("%s/sleepy/cgroup.procs", pbase);
+    char *procs;
+    size_t len;
+    CHECK(wisp_read_file(procs_path, 4096, &procs, &len, NULL) == 0);
+    pid_t pids[8];
+    int npids = 0;
+    for (char *p = procs; *p && npids < 8;
+         p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p))
+        pids[npids++] = atoi(p);
+    free(procs);
+    CHECK_INT(npids, 4);
+    if (strcmp(wisp_sandbox_cgroup_mode(F.sb), "v2") != 0) {
+        char *v;
+        cleanup_free char *f1 = xasprintf("%s/sleepy/memory.limit_in_bytes", mbase);
+        CHECK(wisp_read_file(f1, 64, &v, &len, NULL) == 0);
+        CHECK_INT(atoll(v), 64ll << 20);
+        free(v);
+        cleanup_free char *f2 = xasprintf("%s/sleepy/pids.max", pbase);
+        CHECK(wisp_read_file(f2, 64, &v, &len, NULL) == 0);
+        CHECK_INT(atoll(v), 10);
+        free(v);
+    }
+    wisp_sandbox_kill(F.sb, "sleepy");
+    wisp_sandbox_kill(F.sb, "unknown-id");
+    finish(r);
+    CHECK(WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGKILL);
+    CHECK_INT(wisp_sandbox_count(F.sb), 0);
+    CHECK(!cg_exists("pids", "sleepy") && !cg_exists("memory", "sleepy"));
+    for (int i = 0; i < npids; i++)
+        CHECK(kill(pids[i], 0) < 0 && errno == ESRCH);
+    fixture_down();
+}
+
+TEST(environment_is_exactly_envp)
+{
+    setenv("WISP_TEST_LEAK", "must-not-appear", 1);
+    fixture_up();
+    build_probe();
+    const char *argv[] = {"/var/task/probe", "env", NULL};
+    const char *envp[] = {"A=1", "B=two words", "EMPTY=", NULL};
+    wisp_sandbox_spec_t s = spec_for("env", argv);
+    s.envp = envp;
+    struct run *r = run_to_end(&s);
+    CHECK_STR(r->out, "A=1\nB=two words\nEMPTY=\n");
+    fixture_down();
+}
+
+TEST(stdout_stderr_and_exit_status)
+{
+    fixture_up();
+    const char *argv[] = {"/bin/sh", "-c", "echo out; echo err >&2; read x; echo \"in=$x\"; exit 3",
+                          NULL};
+    wisp_sandbox_spec_t s = spec_for("stdio", argv);
+    struct run *r = run_to_end(&s);
+    CHECK_STR(r->out, "out\nin=\n");
+    CHECK_STR(r->errout, "err\n");
+    CHECK(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 3);
+    fixture_down();
+}
+
+TEST(bad_entrypoint_is_a_clear_error)
+{
+    fixture_up();
+    const char *argv[] = {"/var/task/bootstrap", NULL};
+    wisp_sandbox_spec_t s = spec_for("bad1", argv);
+    struct run *r = spawn(&s);
+    CHECK(!r->ok);
+    CHECK_INT(r->err.code, WISP_EINVALID);
+    CHECK_INT(r->err.sys_errno, ENOENT);
+    CHECK_STR(r->err.msg, "exec /var/task/bootstrap: No such file or directory");
+    write_file(F.code, "bootstrap", "#!/bin/sh\necho hi\n", 0644);
+    s.id = "bad2";
+    r = spawn(&s);
+    CHECK(!r->ok);
+    CHECK_INT(r->err.sys_errno, EACCES);
+    CHECK_STR(r->err.msg, "exec /var/task/bootstrap: Permission denied");
+    write_file(F.code, "bootstrap", "no shebang line", 0755);
+    s.id = "bad3";
+    r = spawn(&s);
+    CHECK(!r->ok);
+    CHECK_INT(r->err.sys_errno, ENOEXEC);
+    /* A missing code folder fails in setup, not at exec. */
+    s.id = "bad4";
+    s.code_dir = "/nonexistent/code";
+    r = spawn(&s);
+    CHECK(!r->ok);
+    CHECK_INT(r->err.code, WISP_EINTERNAL);
+    CHECK(strstr(r->err.msg, "/nonexistent/code") != NULL);
+    CHECK_INT(wisp_sandbox_count(F.sb), 0);
+    CHECK(!cg_exists("memory", "bad1") && !cg_exists("pids", "bad2"));
+    /* The spawner still works. */
+    write_file(F.code, "bootstrap", "#!/bin/sh\necho hi\n", 0755);
+    s.id = "good";
+    s.code_dir = F.code;
+    r = run_to_end(&s);
+    CHECK_STR(r->out, "hi\n");
+    fixture_down();
+}
+
+TEST(invalid_specs_fail_at_once)
+{
+    fixture_up();
+    const char *argv[] = {"/bin/true", NULL};
+    const char *rel[] = {"true", NULL};
+    wisp_err_t err;
+    wisp_sandbox_spec_t s = spec_for("a/b", argv);
+    CHECK(wisp_sandbox_spawn(F.sb, &s, on_spawn_cb, NULL, &err) < 0);
+    CHECK_INT(err.code, WISP_EINVALID);
+    s = spec_for("x", rel);
+    CHECK(wisp_sandbox_spawn(F.sb, &s, on_spawn_cb, NULL, &err) < 0);
+    CHECK_INT(err.code, WISP_EINVALID);
+    s = spec_for("x", argv);
+    s.allow_network = true;
+    CHECK(wisp_sandbox_spawn(F.sb, &s, on_spawn_cb, NULL, &err) < 0);
+    CHECK_INT(err.code, WISP_EUNSUPPORTED);
+    char *big = xmalloc(70000);
+    memset(big, 'x', 69999);
+    big[69999] = '\0';
+    memcpy(big, "X=", 2);
+    const char *envp[] = {big, NULL};
+    s = spec_for("x", argv);
+    s.envp = envp;
+    CHECK(wisp_sandbox_spawn(F.sb, &s, on_spawn_cb, NULL, &err) < 0);
+    CHECK_INT(err.code, WISP_ELIMIT);
+    free(big);
+    /* A live id cannot be used twice. */
+    const char *sleep_argv[] = {"/bin/sleep", "100", NULL};
+    s = spec_for("dup", sleep_argv);
+    struct run *r = spawn(&s);
+    CHECK(r->ok);
+    CHECK(wisp_sandbox_spawn(F.sb, &s, on_spawn_cb, NULL, &err) < 0);
+    CHECK_INT(err.code, WISP_ECONFLICT);
+    wisp_sandbox_kill(F.sb, "dup");
+    finish(r);
+    fixture_down();
+}
+
+TEST(python_and_node_run)
+{
+    fixture_up();
+    const char *py[] = {"/usr/bin/python3", "-c",
+                        "import os, ssl, json; print(1, os.getuid(), json.dumps([2]))", NULL};
+    const char *envp[] = {"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/tmp", NULL};
+    wisp_sandbox_spec_t s = spec_for("py", py);
+    s.memory_mb = 256;
+    s.envp = envp;
+    struct run *r = run_to_end(&s);
+    if (strcmp(r->out, "1 65534 [2]\n") != 0)
+        fprintf(stderr, "# python stdout: %s\n# stderr: %s\n", r->out, r->errout);
+    CHECK_STR(r->out, "1 65534 [2]\n");
+    CHECK(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0);
+    if (access("/usr/bin/node", X_OK) != 0) {
+        fixture_down();
+        SKIP("python3 ran; no /usr/bin/node to try");
+    }
+    const char *node[] = {"/usr/bin/node", "-e",
+                          "const fs=require('fs');fs.writeFileSync('/tmp/a','x');"
+                          "require('http').createServer().listen(0,'127.0.0.1',function(){"
+                          "console.log(1, fs.readFileSync('/tmp/a','utf8'));this.close()})",
+                          NULL};
+    s = spec_for("node", node);
+    s.memory_mb = 512;
+    s.envp = envp;
+    r = run_to_end(&s);
+    if (strcmp(r->out, "1 x\n") != 0)
+        fprintf(stderr, "# node stdout: %s\n# stderr: %s\n", r->out, r->errout);
+    CHECK_STR(r->out, "1 x\n");
+    CHECK(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0);
+    fixture_down();
+}
+
+TEST(many_sandboxes_at_once)
+{
+    fixture_up();
+    const char *argv[] = {"/bin/sh", "-c", "sleep 0.2; echo done", NULL};
+    struct run *runs[8];
+    char ids[8][16];
+    for (int i = 0; i < 8; i++) {
+        snprintf(ids[i], sizeof ids[i], "many%d", i);
+        wisp_sandbox_spec_t s = spec_for(ids[i], argv);
+        runs[i] = new_run(ids[i]);
+        wisp_err_t err;
+        CHECK(wisp_sandbox_spawn(F.sb, &s, on_spawn_cb, runs[i], &err) == 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        while (!runs[i]->replied)
+            uv_run(&F.loop, UV_RUN_ONCE);
+        CHECK(runs[i]->ok);
+    }
+    CHECK_INT(wisp_sandbox_count(F.sb), 8);
+    for (int i = 0; i < 8; i++) {
+        finish(runs[i]);
+        CHECK_STR(runs[i]->out, "done\n");
+    }
+    CHECK_INT(wisp_sandbox_count(F.sb), 0);
+    /* Closing with a sandbox still running kills it. */
+    const char *sleep_argv[] = {"/bin/sleep", "1000", NULL};
+    wisp_sandbox_spec_t s = spec_for("left", sleep_argv);
+    struct run *r = spawn(&s);
+    CHECK(r->ok);
+    pid_t pid = r->st.pid;
+    fixture_down();
+    CHECK(kill(pid, 0) < 0 && errno == ESRCH);
+}
+
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    CHECK(fgets(buf, sizeof buf, f) != NULL);
+    fclose(f);
+    int ppid = 0;
+    CHECK(sscanf(strrchr(buf, ')') + 2, "%*c %d", &ppid) == 1);
+    return ppid;
+}
+
+TEST(spawner_crash_is_reported_and_cleaned_up)
+{
+    fixture_up();
+    const char *argv[] = {"/bin/sleep", "1000", NULL};
+    wisp_sandbox_spec_t s = spec_for("victim", argv);
+    struct run *r = spawn(&s);
+    CHECK(r->ok);
+    pid_t spawner = parent_of(r->st.pid);
+    CHECK(spawner != getpid());
+    /* A stray process in a stale group, as a crashed predecessor leaves. */
+    cleanup_free char *pids = cg_base("pids");
+    cleanup_free char *stale = xasprintf("%s/stale1", pids);
+    CHECK(mkdir(stale, 0755) == 0);
+    pid_t stray = fork();
+    if (stray == 0) {
+        for (;;)
+            pause();
+    }
+    cleanup_free char *procs = xasprintf("%s/cgroup.procs", stale);
+    char num[16];
+    snprintf(num, sizeof num, "%d", (int)stray);
+    int fd = open(procs, O_WRONLY);
+    CHECK(fd >= 0 && write(fd, num, strlen(num)) == (ssize_t)strlen(num));
+    close(fd);
+
+    CHECK(kill(spawner, SIGKILL) == 0);
+    /* The client notices: the live sandbox gets its exit callback. */
+    while (!r->exited)
+        uv_run(&F.loop, UV_RUN_ONCE);
+    CHECK(WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGKILL);
+    CHECK_INT(wisp_sandbox_count(F.sb), 0);
+    wisp_err_t err;
+    CHECK(wisp_sandbox_spawn(F.sb, &s, on_spawn_cb, r, &err) < 0);
+    CHECK_INT(err.code, WISP_EUNAVAILABLE);
+    /* The sandbox died with its spawner (parent-death signal). */
+    bool gone = false;
+    for (int i = 0; i < 300 && !gone; i++) {
+        gone = kill(r->st.pid, 0) < 0 && errno == ESRCH;
+        if (!gone)
+            usleep(10 * 1000);
+    }
+    CHECK(gone);
+    close(r->st.out_fd);
+    close(r->st.err_fd);
+    close(r->st.api_fd);
+    wisp_sandbox_close(F.sb);
+    CHECK(cg_exists("pids", "victim") || cg_exists("memory", "victim"));
+
+    /* The next start removes the leftovers and kills the stray process. */
+    wisp_sandbox_config_t cfg = {.state_dir = F.state, .cgroup_name = F.cgname};
+    CHECK(wisp_sandbox_init(&F.sb, &cfg, &err) == 0);
+    CHECK(wisp_sandbox_attach(F.sb, &F.loop, on_exit_cb, NULL, &err) == 0);
+    int st;
+    CHECK(waitpid(stray, &st, 0) == stray && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    CHECK(!cg_exists("pids", "victim") && !cg_exists("memory", "victim"));
+    CHECK(access(stale, F_OK) != 0);
+    fixture_down();
+}
+
+TEST(daemon_death_kills_sandboxes)
+{
+    fixture_init();
+    CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0);
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid_t daemon = fork();
+    if (daemon == 0) {
+        close(p[0]);
+        wisp_sandbox_config_t cfg = {.state_dir = F.state, .cgroup_name = F.cgname};
+        wisp_err_t err;
+        if (wisp_sandbox_init(&F.sb, &cfg, &err) < 0 ||
+            wisp_sandbox_attach(F.sb, &F.loop, on_exit_cb, NULL, &err) < 0)
+            _exit(1);
+        const char *argv[] = {"/bin/sh", "-c", "sleep 1000 & sleep 1000", NULL};
+        wisp_sandbox_spec_t s = spec_for("orphan", argv);
+        struct run *r = spawn(&s);
+        if (!r->ok)
+            _exit(2);
+        pid_t pid = r->st.pid;
+        if (write(p[1], &pid, sizeof pid) != sizeof pid)
+            _exit(3);
+        for (;;)
+            pause();
+    }
+    close(p[1]);
+    pid_t sandbox = 0;
+    CHECK(read(p[0], &sandbox, sizeof sandbox) == sizeof sandbox);
+    CHECK(sandbox > 0 && kill(sandbox, 0) == 0);
+    /* F.sb is not set in this process; the cgroup layout check needs a mode. */
+    char mem[512];
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    char line[512], cur[256] = "";
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "%*d:memory:%255s", cur) == 1)
+            break;
+    fclose(f);
+    snprintf(mem, sizeof mem, "/sys/fs/cgroup/memory%s/%s/orphan", strcmp(cur, "/") == 0 ? "" : cur,
+             F.cgname);
+    bool v1 = access("/sys/fs/cgroup/memory", F_OK) == 0;
+    if (v1)
+        CHECK(access(mem, F_OK) == 0);
+    CHECK(kill(daemon, SIGKILL) == 0);
+    int st;
+    CHECK(waitpid(daemon, &st, 0) == daemon);
+    /* The orphaned spawner is reparented to us (subreaper); reap everything. */
+    bool gone = false;
+    for (int i = 0; i < 500 && !gone; i++) {
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+        gone = kill(sandbox, 0) < 0 && errno == ESRCH;
+        if (!gone)
+            usleep(10 * 1000);
+    }
+    CHECK(gone);
+    for (int i = 0; i < 200 && v1 && access(mem, F_OK) == 0; i++)
+        usleep(10 * 1000);
+    if (v1) {
+        CHECK(access(mem, F_OK) != 0);
+        *strrchr(mem, '/') = '\0';
+        for (int i = 0; i < 200 && access(mem, F_OK) == 0; i++) {
+            while (waitpid(-1, NULL, WNOHANG) > 0)
+                ;
+            usleep(10 * 1000);
+        }
+        CHECK(access(mem, F_OK) != 0);
+    }
+    wisp_err_t err;
+    CHECK(wisp_rm_rf(F.top, &err) == 0);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+TEST(spawn_timing)
+{
+    fixture_up();
+    enum { N = 30 };
+    uint64_t setup[N], reply[N], total[N];
+    const char *argv[] = {"/bin/true", NULL};
+    for (int i = 0; i < N; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "t%d", i);
+        wisp_sandbox_spec_t s = spec_for(id, argv);
+        struct run *r = spawn(&s);
+        CHECK(r->ok);
+        finish(r);
+        setup[i] = r->st.setup_ns;
+        reply[i] = r->t_reply - r->t_spawn;
+        total[i] = wisp_mono_ns() - r->t_spawn;
+        free(r);
+        F.nruns--;
+    }
+    qsort(setup, N, sizeof setup[0], cmp_u64);
+    qsort(reply, N, sizeof reply[0], cmp_u64);
+    qsort(total, N, sizeof total[0], cmp_u64);
+    printf("# spawn (cgroups %s): spawner setup median %.0f us (max %.0f), request to reply "
+           "median %.0f us, to exit event of /bin/true median %.0f us\n",
+           wisp_sandbox_cgroup_mode(F.sb), setup[N / 2] / 1e3, setup[N - 1] / 1e3,
+           reply[N / 2] / 1e3, total[N / 2] / 1e3);
+    fflush(stdout);
+    CHECK(setup[N / 2] < 100ull * 1000 * 1000);
+    fixture_down();
+}
+
+TEST(no_leftovers)
+{
+    if (geteuid() != 0)
+        SKIP("sandboxes need root");
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "wisptest%d_", (int)getppid());
+    static const char *const ctrls[] = {"memory", "pids", "cpu"};
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    char line[512];
+    int checked = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (c2 == NULL)
+            continue;
+        *c2 = '\0';
+        for (size_t i = 0; i < WISP_ARRAY_LEN(ctrls); i++) {
+            if (strstr(c1 + 1, ctrls[i]) == NULL)
+                continue;
+            cleanup_free char *dir =
+                xasprintf("/sys/fs/cgroup/%s%s", ctrls[i], strcmp(c2 + 1, "/") == 0 ? "" : c2 + 1);
+            DIR *d = opendir(dir);
+            struct dirent *e;
+            while (d && (e = readdir(d)) != NULL) {
+                if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+                    fprintf(stderr, "# leftover cgroup %s/%s\n", dir, e->d_name);
+                CHECK(strncmp(e->d_name, prefix, strlen(prefix)) != 0);
+            }
+            if (d) {
+                closedir(d);
+                checked++;
+            }
+        }
+    }
+    if (f)
+        fclose(f);
+    if (checked == 0)
+        SKIP("no v1 controllers to check");
+    /* No process of ours is left either: every wisp-spawner is gone. */
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[300], comm[64] = "", ppid_line[64];
+        snprintf(path, sizeof path, "/proc/%s/comm", e->d_name);
+        FILE *c = fopen(path, "r");
+        if (c == NULL)
+            continue;
+        if (fgets(comm, sizeof comm, c) && strcmp(comm, "wisp-spawner\n") == 0) {
+            snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+            FILE *s = fopen(path, "r");
+            int ppid = 0;
+            if (s && fgets(ppid_line, sizeof ppid_line, s))
+                sscanf(strrchr(ppid_line, ')') + 2, "%*c %d", &ppid);
+            if (s)
+                fclose(s);
+            /* Ours would be a child of the runner or of one of its cases. */
+            CHECK(ppid != getppid());
+        }
+        fclose(c);
+    }
+    closedir(d);
+}
+
+TAP_MAIN(CASE(runs_unprivileged_and_confined), CASE(sees_only_its_own_file_system),
+         CASE(network_is_loopback_only), CASE(forbidden_system_calls_fail),
+         CASE(tmp_is_size_limited), CASE(memory_limit_reports_oom), CASE(fork_bomb_is_contained),
+         CASE(kill_ends_every_process), CASE(environment_is_exactly_envp),
+         CASE(stdout_stderr_and_exit_status), CASE(bad_entrypoint_is_a_clear_error),
+         CASE(invalid_specs_fail_at_once), CASE(python_and_node_run), CASE(many_sandboxes_at_once),
+         CASE(spawner_crash_is_reported_and_cleaned_up), CASE(daemon_death_kills_sandboxes),
+         CASE(spawn_timing), CASE(no_leftovers))
