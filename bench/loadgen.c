@@ -14,7 +14,8 @@
  * chunked responses, reconnects after "Connection: close" or an error, and
  * reads two wisp headers when present: X-Wisp-Cold-Start (cold starts are
  * counted) and X-Wisp-Duration-Ms (the env's own time, so the latency added
- * around it is reported per request).
+ * around it is reported per request). -o writes each recorded request as a
+ * line "latency_us cold" (cold: 1, 0, or -1 without the header).
  *
  *   loadgen [-c conns] [-n requests | -d seconds] [-t threads] [-m method]
  *           [-b body | -B file] [-H 'Name: value']... [-w warmup] [-p pause_us]
@@ -51,23 +52,24 @@
 struct conn {
     int fd;
     struct thread *owner;
-    bool busy;          /* a request was sent and its response is not complete */
-    bool recorded;      /* the request in flight counts (it is not a warm-up) */
-    bool done;          /* no more requests for this connection */
-    int warmup_left;    /* warm-up requests still to send (not recorded) */
-    size_t sent;        /* bytes of the request written so far */
-    uint64_t t_start;   /* when the request's first byte was written (ns) */
-    uint64_t t_next;    /* not before this time may the next request go (pause) */
-    char *rbuf;         /* the response read so far */
+    bool busy;        /* a request was sent and its response is not complete */
+    bool recorded;    /* the request in flight counts (it is not a warm-up) */
+    bool done;        /* no more requests for this connection */
+    int warmup_left;  /* warm-up requests still to send (not recorded) */
+    size_t sent;      /* bytes of the request written so far */
+    uint64_t t_start; /* when the request's first byte was written (ns) */
+    uint64_t t_next;  /* not before this time may the next request go (pause) */
+    char *rbuf;       /* the response read so far */
     size_t rlen, rcap;
 };
 
 /* Results of one thread, merged at the end. */
 struct stats {
-    uint64_t *lat_ns; /* latency of each recorded request */
-    double *added_us; /* latency minus X-Wisp-Duration-Ms, when the header came */
+    uint64_t *lat_ns;  /* latency of each recorded request */
+    signed char *cold; /* X-Wisp-Cold-Start of each recorded request: 1, 0, -1 = absent */
+    double *added_us;  /* latency minus X-Wisp-Duration-Ms, when the header came */
     size_t n_lat, cap_lat, n_added, cap_added;
-    uint64_t ok, non2xx, errors, timeouts, cold, warm, reconnects;
+    uint64_t ok, non2xx, errors, timeouts, cold_n, warm, reconnects;
     double dur_ms_sum;
     uint64_t dur_n;
     uint64_t first_start, last_end;
@@ -377,14 +379,17 @@ static int conn_parse(struct conn *c, bool *close_after)
     if (st->n_lat == st->cap_lat) {
         st->cap_lat = st->cap_lat ? st->cap_lat * 2 : 4096;
         st->lat_ns = xrealloc(st->lat_ns, st->cap_lat * sizeof(*st->lat_ns));
+        st->cold = xrealloc(st->cold, st->cap_lat * sizeof(*st->cold));
     }
     uint64_t lat = t_end - c->t_start;
+    st->cold[st->n_lat] = -1;
     st->lat_ns[st->n_lat++] = lat;
     if (t_end > st->last_end)
         st->last_end = t_end;
     if ((v = find_header(b, hend + 2, "X-Wisp-Cold-Start", &vl)) != NULL && vl >= 1) {
+        st->cold[st->n_lat - 1] = v[0] == '1';
         if (v[0] == '1')
-            st->cold++;
+            st->cold_n++;
         else
             st->warm++;
     }
@@ -634,7 +639,7 @@ int main(int argc, char **argv)
         all.non2xx += s->non2xx;
         all.errors += s->errors;
         all.timeouts += s->timeouts;
-        all.cold += s->cold;
+        all.cold_n += s->cold_n;
         all.warm += s->warm;
         all.dur_ms_sum += s->dur_ms_sum;
         all.dur_n += s->dur_n;
@@ -643,9 +648,18 @@ int main(int argc, char **argv)
         if (s->last_end > all.last_end)
             all.last_end = s->last_end;
     }
-    double elapsed = all.last_end > all.first_start
-                         ? (double)(all.last_end - all.first_start) / 1e9
-                         : 0.0;
+    double elapsed =
+        all.last_end > all.first_start ? (double)(all.last_end - all.first_start) / 1e9 : 0.0;
+    if (opt.raw_out != NULL) {
+        FILE *f = fopen(opt.raw_out, "w");
+        if (f == NULL)
+            die("open %s: %s", opt.raw_out, strerror(errno));
+        for (int i = 0; i < opt.threads; i++)
+            for (size_t j = 0; j < threads[i].st.n_lat; j++)
+                fprintf(f, "%.1f %d\n", (double)threads[i].st.lat_ns[j] / 1e3,
+                        threads[i].st.cold[j]);
+        fclose(f);
+    }
     qsort(all.lat_ns, all.n_lat, sizeof(*all.lat_ns), cmp_u64);
     qsort(all.added_us, all.n_added, sizeof(*all.added_us), cmp_double);
     double sum = 0;
@@ -655,14 +669,6 @@ int main(int argc, char **argv)
 #define LAT(q) (n ? (double)all.lat_ns[rank(n, q)] / 1e3 : 0.0)
 #define ADD(q) (all.n_added ? all.added_us[rank(all.n_added, q)] : 0.0)
     double rps = elapsed > 0 ? (double)n / elapsed : 0.0;
-    if (opt.raw_out != NULL) {
-        FILE *f = fopen(opt.raw_out, "w");
-        if (f == NULL)
-            die("open %s: %s", opt.raw_out, strerror(errno));
-        for (size_t i = 0; i < n; i++)
-            fprintf(f, "%.1f\n", (double)all.lat_ns[i] / 1e3);
-        fclose(f);
-    }
     if (opt.json) {
         printf("{\"requests\":%zu,\"ok\":%llu,\"non2xx\":%llu,\"errors\":%llu,\"timeouts\":%llu,"
                "\"reconnects\":%llu,\"conns\":%d,\"threads\":%d,\"elapsed_s\":%.6f,\"rps\":%.1f,"
@@ -671,22 +677,22 @@ int main(int argc, char **argv)
                "\"added_us\":{\"n\":%zu,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"max\":%.1f}}\n",
                n, (unsigned long long)all.ok, (unsigned long long)all.non2xx,
                (unsigned long long)all.errors, (unsigned long long)all.timeouts,
-               (unsigned long long)(all.reconnects), opt.conns, opt.threads, elapsed, rps,
-               LAT(0.0), LAT(0.5), LAT(0.9), LAT(0.99), LAT(0.999), LAT(1.0),
-               n ? sum / (double)n / 1e3 : 0.0, (unsigned long long)all.cold,
-               (unsigned long long)all.warm, all.dur_n ? all.dur_ms_sum / (double)all.dur_n : 0.0,
-               all.n_added, ADD(0.5), ADD(0.9), ADD(0.99), ADD(1.0));
+               (unsigned long long)(all.reconnects), opt.conns, opt.threads, elapsed, rps, LAT(0.0),
+               LAT(0.5), LAT(0.9), LAT(0.99), LAT(0.999), LAT(1.0), n ? sum / (double)n / 1e3 : 0.0,
+               (unsigned long long)all.cold_n, (unsigned long long)all.warm,
+               all.dur_n ? all.dur_ms_sum / (double)all.dur_n : 0.0, all.n_added, ADD(0.5),
+               ADD(0.9), ADD(0.99), ADD(1.0));
     } else {
         printf("%zu requests in %.3f s: %.0f req/s; latency us p50 %.1f p90 %.1f p99 %.1f max "
                "%.1f; ok %llu, non-2xx %llu, errors %llu, timeouts %llu, cold %llu\n",
-               n, elapsed, rps, LAT(0.5), LAT(0.9), LAT(0.99), LAT(1.0),
-               (unsigned long long)all.ok, (unsigned long long)all.non2xx,
-               (unsigned long long)all.errors, (unsigned long long)all.timeouts,
-               (unsigned long long)all.cold);
+               n, elapsed, rps, LAT(0.5), LAT(0.9), LAT(0.99), LAT(1.0), (unsigned long long)all.ok,
+               (unsigned long long)all.non2xx, (unsigned long long)all.errors,
+               (unsigned long long)all.timeouts, (unsigned long long)all.cold_n);
     }
     for (int i = 0; i < opt.threads; i++) {
         free(threads[i].st.lat_ns);
         free(threads[i].st.added_us);
+        free(threads[i].st.cold);
         close(threads[i].epfd);
     }
     for (int i = 0; i < opt.conns; i++) {

@@ -6,6 +6,7 @@
  * API of every env. SIGTERM/SIGINT drain in-flight requests and exit 0.
  */
 #include <getopt.h>
+#include <openssl/sha.h>
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
@@ -325,7 +326,15 @@ int wisp_cli_serve(int argc, char **argv)
     /* The spawner must be forked before any thread exists (libuv's pool). */
     struct daemon d = {0};
     cleanup_free char *sbdir = xasprintf("%s/sandbox", data_dir);
-    wisp_sandbox_config_t sbcfg = {.state_dir = sbdir};
+    /* Sandbox cgroups are named after the data folder: a restart on the same
+     * data removes what a crashed predecessor left, and two daemons with
+     * different data folders never touch each other's envs. */
+    unsigned char digest[32];
+    char hex[13], cgname[32];
+    SHA256((const unsigned char *)data_dir, strlen(data_dir), digest);
+    wisp_hex(digest, 6, hex);
+    snprintf(cgname, sizeof cgname, "wisp-%s", hex);
+    wisp_sandbox_config_t sbcfg = {.state_dir = sbdir, .cgroup_name = cgname};
     if (wisp_sandbox_init(&d.sandbox, &sbcfg, &err) < 0) {
         wisp_error("serve", "starting the sandbox spawner: %s", err.msg);
         free(data_dir);

@@ -559,7 +559,9 @@ static void hook_ready(void *data, wisp_env_t *env)
         arm_qtimer(inv, fs);
         return;
     }
-    /* Nothing to do: keep it warm for idle_timeout_s (min_warm envs stay). */
+    /* Nothing to do: keep it warm for idle_timeout_s (min_warm envs stay).
+     * Its initialisation is over, so whoever gets it next is a warm start. */
+    env->cold = false;
     unsigned current = 0;
     for (wisp_env_t *e = fs->envs; e; e = e->next)
         if (e->state != WISP_ENV_RETIRING && !e->stale)
@@ -589,6 +591,15 @@ static void hook_done(void *data, wisp_env_t *env, wisp_env_event_t *ev, const c
     uv_timer_stop(env->timer);
     struct invocation *in = invocation_of(ev);
     complete(inv, in, error_type, body, len, wisp_env_peak_mb(env));
+    /* idle_timeout_s 0: retire right after the answer (min_warm envs stay). */
+    if (fs->fn && fs->fn->idle_timeout_s == 0 && !env->stale) {
+        unsigned current = 0;
+        for (wisp_env_t *e = fs->envs; e; e = e->next)
+            if (e->state != WISP_ENV_RETIRING && !e->stale)
+                current++;
+        if (current > (unsigned)fs->fn->min_warm)
+            env->stale = true;
+    }
     if (env->stale || fs->fn == NULL)
         wisp_env_retire(env);
 }

@@ -515,6 +515,7 @@ static void deploy_commit(struct deploy *d)
     if (d->rc < 0) {
         count_deploy(reg, &d->err);
         d->cb(d->data, NULL, false, &d->err);
+        collect(reg, d->sha); /* a tree extracted before a later step failed */
         return;
     }
     wisp_fn_t *cur = NULL, *fn = NULL;

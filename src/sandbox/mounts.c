@@ -199,8 +199,10 @@ void wisp__rootfs_free(struct wisp__rootfs *fs)
 static int do_mount(struct wisp__child *c, const char *src, const char *dst, const char *type,
                     unsigned long flags, const char *data)
 {
-    if (mount(src, dst, type, flags, data) < 0)
-        return wisp__child_fail(c, errno, "mount %s on %s", src ? src : type, dst);
+    if (mount(src, dst, type, flags, data) < 0) {
+        const char *what = src ? src : type ? type : "(remount)";
+        return wisp__child_fail(c, errno, "mount %s on %s", what, dst);
+    }
     return 0;
 }
 

@@ -62,7 +62,7 @@ def handler(event, context):
             "write_task": try_write("/var/task/x"), "write_usr": try_write("/usr/x"),
             "write_root": try_write("/x"), "write_tmp": try_write("/tmp/x")}
     if p == "net":
-        names = [n for _, n in socket.if_nameindex()]
+        names = [l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]]
         routes = open("/proc/net/route").read().splitlines()[1:]
         return {"ifaces": names, "routes": routes, "host_admin": connect(event["port"])}
     if p == "syscalls":
@@ -129,7 +129,7 @@ def handler(event, context):
     return {"unknown": p}
 '''
 
-GARBAGE = b'''#!/bin/sh
+GARBAGE = b'''#!/bin/bash
 # Sends garbage to the Runtime API, closes, then exits.
 printf 'GARBAGE \\x01\\x02\\r\\n\\r\\n' | curl -s --max-time 2 -X BLAH --data-binary @- "http://$AWS_LAMBDA_RUNTIME_API/%%%%%%" >/dev/null 2>&1
 exec 3<>/dev/tcp/127.0.0.1/9001 2>/dev/null || true
@@ -138,8 +138,9 @@ exit 7
 
 t = Tap(30)
 with Daemon("--max-envs", "64") as d:
+    # /tmp is a tmpfs charged to the env's memory cgroup: give it room for tmp_mb.
     d.deploy("probe", {"app.py": PROBE}, runtime="python3", handler="app.handler", tmp_mb=512,
-             timeout_s=20)
+             memory_mb=1024, timeout_s=20)
 
     def probe(ev, name="probe"):
         st, h, body = d.invoke(name, ev, timeout=120)

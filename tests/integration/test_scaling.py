@@ -74,9 +74,10 @@ with Daemon("--queue-wait-ms", "20000") as d:
     t.eq("idle_timeout_s 0 retires after each invocation", cold, ["1", "1"])
     time.sleep(0.5)
 
+    base = envs(d, "idle")
     d.deploy("warm", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler", min_warm=2)
-    for _ in range(50):
-        if envs(d, "idle") >= 2:
+    for _ in range(100):
+        if envs(d, "idle") >= base + 2:
             break
         time.sleep(0.1)
     st, h, _ = d.invoke("warm", {})

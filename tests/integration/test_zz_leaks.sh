@@ -7,7 +7,7 @@ procs=$(pgrep -af '/var/runtime/|/var/task/bootstrap' | grep -v pgrep || true)
 is "no env processes left" "$procs" ""
 daemons=$(pgrep -af "$WISP_BIN serve" | grep -v pgrep || true)
 is "no wisp daemons left" "$daemons" ""
-groups=$(find /sys/fs/cgroup -type d -path '*/wisp/*' 2>/dev/null | head -5)
+groups=$(find /sys/fs/cgroup -type d -path '*/wisp-*/*' 2>/dev/null | head -5)
 is "no env cgroups left" "$groups" ""
 mounts=$(grep -E 'wisp|/var/task' /proc/self/mountinfo | head -5)
 is "no sandbox mounts left in the host namespace" "$mounts" ""

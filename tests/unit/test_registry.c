@@ -731,6 +731,41 @@ TEST(packages_dedupe_and_gc_with_holds)
     env_close(&e);
 }
 
+TEST(same_package_deployed_concurrently)
+{
+    struct env e;
+    env_open(&e);
+    /* Several functions with the same new zip at once: extractions race on the
+     * thread pool; every deploy succeeds and one tree is kept. */
+    struct zb_buf z = make_zip("shared", 2 << 20);
+    char sha[65];
+    wisp__sha256_hex(z.buf, z.used, sha);
+    cleanup_json json_t *cfg = J("{\"runtime\":\"provided\"}");
+    struct outcome o[6];
+    memset(o, 0, sizeof o);
+    wisp_err_t err;
+    for (int i = 0; i < 6; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "fn%d", i);
+        CHECK(wisp_registry_deploy(e.reg, name, cfg, z.buf, z.used, WISP_DEPLOY_CREATE_ONLY,
+                                   deploy_cb, &o[i], &err) == 0);
+    }
+    uv_run(&e.loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 6; i++) {
+        CHECK(o[i].ok && o[i].created);
+        CHECK_STR(o[i].fn->code_sha256, sha);
+        outcome_clear(&o[i]);
+    }
+    CHECK_INT(code_entries(&e), 2);
+    CHECK_INT(wisp_store_pkg_refs(e.st, sha), 6);
+    cleanup_free char *filler = xasprintf("%s/%s/data/filler.bin", e.code, sha);
+    struct stat st;
+    CHECK(stat(filler, &st) == 0);
+    CHECK_INT(st.st_size, 2 << 20);
+    free(z.buf);
+    env_close(&e);
+}
+
 TEST(orphans_swept_at_start)
 {
     struct env e;
@@ -805,5 +840,5 @@ TEST(free_with_deploy_in_flight)
 TAP_MAIN(CASE(names), CASE(defaults_and_json_view), CASE(integer_fields), CASE(runtime_and_handler),
          CASE(description_env_unknown), CASE(update_keeps_other_fields),
          CASE(deploy_create_update_delete), CASE(deploys_of_one_function_are_ordered),
-         CASE(packages_dedupe_and_gc_with_holds), CASE(orphans_swept_at_start),
-         CASE(free_with_deploy_in_flight))
+         CASE(packages_dedupe_and_gc_with_holds), CASE(same_package_deployed_concurrently),
+         CASE(orphans_swept_at_start), CASE(free_with_deploy_in_flight))

@@ -207,6 +207,7 @@ static int sleeper(int children)
     fflush(stdout);
     for (;;)
         pause();
+    return 0;
 }
 
 int main(int argc, char **argv)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# test_bench_quick.sh - runs the benchmark suite in its tiny configuration
+# (bench/run.sh BUILD --quick) so the benchmark code cannot rot: every
+# benchmark must run to the end against the real daemon. Its figures are not
+# judged here (speed is shown by `make bench`, not by pass/fail tests).
+set -u
+ROOT=${WISP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+BUILD=${WISP_BUILD:-$ROOT/build}
+echo "1..1"
+missing=()
+for tool in gcc /usr/sbin/nginx /usr/bin/python3; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+[ -x "$BUILD/wisp" ] || missing+=("$BUILD/wisp")
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "ok 1 - bench quick run # SKIP missing: ${missing[*]} (scripts/deps.sh bench installs nginx)"
+    exit 0
+fi
+log=$(mktemp /tmp/wisp-bench-quick-XXXXXX)
+trap 'rm -f "$log"' EXIT
+start=$SECONDS
+if timeout --kill-after=10 120 bash "$ROOT/bench/run.sh" "$BUILD" --quick >"$log" 2>&1; then
+    echo "ok 1 - bench quick run ($((SECONDS - start)) s)"
+    grep -E '^\| [0-9] ' "$log" | sed 's/^/# /'
+else
+    rc=$?
+    echo "not ok 1 - bench quick run (exit $rc after $((SECONDS - start)) s)"
+    grep -E 'failed|Error|error' "$log" | head -20 | sed 's/^/# /'
+    tail -20 "$log" | sed 's/^/# /'
+fi
