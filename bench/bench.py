@@ -1211,9 +1211,83 @@ http {{
         self.rep.add(f"Warm throughput, 64 connections: wisp {fmt_rate(w64['dist'].rate)} vs "
                      f"lambda-local {fmt_rate(l64['dist'].rate)} (ratio wisp/lambda-local "
                      f"{fmt_ratio(ratio(w64['dist'].rate, l64['dist'].rate))}; "
-                     f"lambda-local answered {l64['ok']} ok, {l64['non2xx']} non-2xx). "
-                     f"serverless-offline (serverless 3 + serverless-offline 13) is not "
-                     f"measured: it pulls in the Serverless Framework (hundreds of packages).")
+                     f"lambda-local answered {l64['ok']} ok, {l64['non2xx']} non-2xx).")
+        self.rep.add()
+        self.peers_sls(nm, w1, w64)
+
+    def peers_sls(self, nm, w1, w64):
+        """serverless-offline 13 under the Serverless Framework 3: start-up and warm latency of
+        the same handler through its Lambda Invoke endpoint."""
+        sls = os.path.join(nm, "serverless", "bin", "serverless.js")
+        if not os.path.exists(os.path.join(nm, "serverless-offline")) or not os.path.exists(sls):
+            self.rep.add("serverless-offline: not installed; not measured.")
+            self.rep.add()
+            return
+        svc = tempfile.mkdtemp(prefix="sls-", dir=self.tmp)
+        shutil.copy(self.node_handler, os.path.join(svc, "index.js"))
+        os.symlink(nm, os.path.join(svc, "node_modules"))
+        with open(os.path.join(svc, "serverless.yml"), "w") as f:
+            f.write("service: wispbench\nframeworkVersion: '3'\nprovider:\n  name: aws\n"
+                    "  runtime: nodejs20.x\n  region: us-east-1\nfunctions:\n  noop:\n"
+                    "    handler: index.handler\nplugins:\n  - serverless-offline\n")
+        # Node 20.19+ lets require() load ES modules, which breaks the Framework 3 plugin
+        # loader ("Cannot redefine property: _serverlessExternalPluginName"): turned off here.
+        env = {"PATH": "/usr/bin:/bin", "HOME": svc, "SLS_TELEMETRY_DISABLED": "1",
+               "SLS_NOTIFICATIONS_MODE": "off", "AWS_ACCESS_KEY_ID": "bench",
+               "AWS_SECRET_ACCESS_KEY": "bench"}
+        starts, l1, l64 = [], None, None
+        for attempt in range(self.n(2, 1)):
+            port, hport = free_port(), free_port()
+            url = f"http://127.0.0.1:{port}/2015-03-31/functions/wispbench-dev-noop/invocations"
+            t0 = time.monotonic()
+            proc = subprocess.Popen([NODE, "--no-experimental-require-module", sls, "offline",
+                                     "start", "--lambdaPort", str(port), "--httpPort",
+                                     str(hport)], cwd=svc, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                up = False
+                while time.monotonic() - t0 < 60 and proc.poll() is None:
+                    try:
+                        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                        c.request("POST", url[url.index("/2015"):], body=b"{}")
+                        if c.getresponse().status == 200:
+                            up = True
+                            break
+                    except OSError:
+                        time.sleep(0.05)
+                if not up:
+                    self.rep.add("serverless-offline: did not answer within 60 s; not measured.")
+                    self.rep.add()
+                    return
+                starts.append((time.monotonic() - t0) * 1e6)
+                if attempt == 0:
+                    l1 = self.loadgen_run(url, conns=1, duration=5, warmup=50, body="{}")
+                    l64 = self.loadgen_run(url, conns=64, threads=2, duration=5, warmup=2,
+                                           body="{}")
+            finally:
+                # The Framework may start helpers: the whole session we started goes.
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except OSError:
+                    pass
+                stop_pid(proc)
+        st = Dist(starts)
+        self.rep.dist_table([
+            ("serverless-offline: start to first answer", st, "", ""),
+            ("wisp nodejs warm, 1 connection", w1["dist"], "1.00×", ""),
+            ("serverless-offline warm, 1 connection", l1["dist"],
+             fmt_ratio(ratio(l1["dist"].p50, w1["dist"].p50)), ""),
+            ("wisp nodejs warm, 64 connections", w64["dist"], "1.00×", ""),
+            ("serverless-offline warm, 64 connections", l64["dist"],
+             fmt_ratio(ratio(l64["dist"].p50, w64["dist"].p50)),
+             f"{l64['ok']} ok, {l64['non2xx']} non-2xx"),
+        ], ["p50 vs wisp", "note"])
+        self.rep.add("serverless-offline 13.9 with the Serverless Framework 3.39 "
+                     "(`SLS_TELEMETRY_DISABLED=1`, node started with "
+                     "`--no-experimental-require-module`, which Framework 3 needs on Node "
+                     "20.19+), invoked through its Lambda Invoke endpoint (`--lambdaPort`). "
+                     "Its cold start is not separable from its own start-up: the first answer "
+                     "after starting the process is given instead.")
         self.rep.add()
 
     # -- summary -----------------------------------------------------------------------------

@@ -45,7 +45,6 @@ for f in hello-python hello-node hello-c hello-shell; do
     echo
 done
 
-TOKEN=$(cat "$DATA/admin.token")
 cat <<TXT
 
 == wisp is running (Ctrl-C to stop)
@@ -57,7 +56,7 @@ Try:
   $BUILD/wisp ls
   $BUILD/wisp invoke hello-python -d '{"name":"you"}'
   $BUILD/wisp logs hello-python
-  curl -s -H "Authorization: Bearer $TOKEN" -d '{"name":"curl"}' $WISP_ADMIN/v1/functions/hello-node/invoke
+  curl -s -H "Authorization: Bearer \$(cat $DATA/admin.token)" -d '{"name":"curl"}' $WISP_ADMIN/v1/functions/hello-node/invoke
   AWS_SHARED_CREDENTIALS_FILE=$DATA/aws-credentials AWS_DEFAULT_REGION=us-east-1 \\
     /usr/bin/aws --endpoint-url $WISP_ADMIN lambda invoke --function-name hello-c \\
     --cli-binary-format raw-in-base64-out --payload '{"name":"aws"}' /dev/stdout
