@@ -131,21 +131,29 @@ def main():
             print("\n".join(lines[:40]))
             # 3. strace -c of the daemon and its helpers (not the envs: they are seccomp'd
             # and traced children would change what is measured).
-            st_out = os.path.join(tmp, f"strace-{mode}.txt")
-            cmd = ["strace", "-c", "-o", st_out]
-            for p in pids:
-                cmd += ["-p", str(p)]
-            st = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # One strace -c per process, so the daemon's and the spawner's syscalls stay apart.
+            names = ["daemon"] + list(t1[1])
+            traces = []
+            for p, pname in zip(pids, names):
+                st_out = os.path.join(tmp, f"strace-{mode}-{p}.txt")
+                traces.append((pname, st_out, subprocess.Popen(
+                    ["strace", "-c", "-o", st_out, "-p", str(p)], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)))
             time.sleep(0.5)
             lg2 = list(lg)
             lg2[lg2.index("-d") + 1] = str(min(args.seconds, 3))
             out = subprocess.run(lg2, capture_output=True, text=True).stdout.strip()
-            bench.stop_pid(st, timeout=30)
             res = bench.json.loads(out)
-            print(f"strace -c (daemon + helpers, {res['requests']} invocations, traced so "
-                  f"slower):")
-            with open(st_out) as f:
-                print("".join(f.readlines()[:30]))
+            for pname, st_out, st in traces:
+                bench.stop_pid(st, timeout=30)
+                print(f"strace -c of {pname} ({res['requests']} invocations; traced, so "
+                      f"slower; calls per invocation in the last column):")
+                with open(st_out) as f:
+                    for line in f.readlines()[:26]:
+                        parts = line.split()
+                        if len(parts) >= 5 and parts[3].isdigit():
+                            line = line.rstrip("\n") + f"   {int(parts[3]) / res['requests']:.2f}\n"
+                        print(line, end="")
             d.delete(name)
     finally:
         d.stop()

@@ -187,19 +187,14 @@ static void gateway_cb(wisp_http_req_t *req, void *data)
     wisp_http_respond(req, 404, "application/json", NULL, body, sizeof body - 1);
 }
 
-static void finish(struct daemon *d)
+/* Every env is gone. The invoker is freed after the loop returns: this runs
+ * inside the last env's exit handling, which still uses it. */
+static void invoker_done_cb(void *data)
 {
-    wisp_logs_flush(d->invoker);
-    wisp_invoker_free(d->invoker);
-    d->invoker = NULL;
+    struct daemon *d = data;
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_stop(d->loop);
-}
-
-static void invoker_done_cb(void *data)
-{
-    finish(data);
 }
 
 static void http_done_cb(void *data)
@@ -388,12 +383,17 @@ int wisp_cli_serve(int argc, char **argv)
 
     uv_run(d.loop, UV_RUN_DEFAULT);
 
+    wisp_logs_flush(d.invoker);
+    wisp_invoker_free(d.invoker);
     wisp_api_free(d.api);
     wisp_registry_free(d.registry);
     wisp_store_close(d.store);
     wisp_sandbox_close(d.sandbox);
-    /* Let closing handles finish. */
-    uv_run(d.loop, UV_RUN_NOWAIT);
+    /* Let closing handles finish (bounded: nothing should still be active). */
+    for (int i = 0; i < 100 && uv_loop_alive(d.loop); i++)
+        uv_run(d.loop, UV_RUN_NOWAIT);
+    if (uv_loop_close(d.loop) != 0)
+        wisp_warn("serve", "event loop still had handles at exit");
     free(data_dir);
     wisp_info("serve", "stopped");
     return 0;

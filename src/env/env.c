@@ -5,6 +5,7 @@
  */
 #include "env/env.h"
 
+#include <openssl/evp.h>
 #include <string.h>
 
 #include "core/buf.h"
@@ -105,6 +106,33 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof scratch;
 }
 
+/* Split output into lines; a line longer than LINE_MAX_BYTES is emitted in pieces. */
+static void consume(wisp_env_t *env, int which, const char *p, const char *end)
+{
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        if (env->linelen[which] == 0 && nl && (size_t)(nl - p) <= LINE_MAX_BYTES) {
+            emit_line(env, which, p, (size_t)(nl - p)); /* a whole line: no copy */
+        } else {
+            if (env->linebuf[which] == NULL)
+                env->linebuf[which] = xmalloc(LINE_MAX_BYTES);
+            while (p < stop) {
+                size_t room = LINE_MAX_BYTES - env->linelen[which];
+                size_t take = (size_t)(stop - p) < room ? (size_t)(stop - p) : room;
+                memcpy(env->linebuf[which] + env->linelen[which], p, take);
+                env->linelen[which] += take;
+                p += take;
+                if (env->linelen[which] == LINE_MAX_BYTES)
+                    flush_partial(env, which);
+            }
+            if (nl)
+                flush_partial(env, which);
+        }
+        p = nl ? nl + 1 : end;
+    }
+}
+
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     wisp_env_t *env = s->data;
@@ -119,33 +147,29 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         env_maybe_finish(env);
         return;
     }
-    const char *p = buf->base, *end = buf->base + n;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t chunk = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (env->linelen[which] == 0 && nl && chunk <= LINE_MAX_BYTES) {
-            emit_line(env, which, p, chunk); /* whole line in the buffer: no copy */
-        } else {
-            if (env->linebuf[which] == NULL)
-                env->linebuf[which] = xmalloc(LINE_MAX_BYTES);
-            while (chunk > 0) {
-                size_t room = LINE_MAX_BYTES - env->linelen[which];
-                size_t take = chunk < room ? chunk : room;
-                memcpy(env->linebuf[which] + env->linelen[which], p, take);
-                env->linelen[which] += take;
-                p += take;
-                chunk -= take;
-                if (env->linelen[which] == LINE_MAX_BYTES)
-                    flush_partial(env, which);
-            }
-            if (nl)
-                flush_partial(env, which);
-            p = nl ? nl : end;
+    consume(env, which, buf->base, buf->base + n);
+}
+
+/* Read whatever the env has already written to stdout/stderr. Called before
+ * an answer is reported, so that the lines a runtime printed before it
+ * answered belong to that invocation (and its log tail) even when the loop
+ * happened to see the answer's socket before the pipe. */
+static void drain_output(wisp_env_t *env)
+{
+    uv_pipe_t *pipes[2] = {env->out, env->err};
+    char buf[65536];
+    for (int which = 0; which < 2; which++) {
+        uv_os_fd_t fd;
+        if (pipes[which] == NULL || (which ? env->err_eof : env->out_eof) ||
+            uv_fileno((uv_handle_t *)pipes[which], &fd) < 0)
+            continue;
+        /* Bounded: a runtime that floods its pipe is read by the loop later. */
+        for (int i = 0; i < 16; i++) {
+            ssize_t n = read(fd, buf, sizeof buf);
+            if (n <= 0)
+                break;
+            consume(env, which, buf, buf + n);
         }
-        if (nl)
-            p = nl + 1;
-        else
-            p = end;
     }
 }
 
@@ -278,6 +302,7 @@ static const char *error_type_of(wisp_http_req_t *req, const char *fallback)
 
 static void finish_event(wisp_env_t *env, const char *error_type, const char *body, size_t len)
 {
+    drain_output(env);
     wisp_env_event_t *ev = steal_pointer(&env->event);
     env->sys->hooks->done(env->sys->hooks_data, env, ev, error_type, body, len);
 }
@@ -301,9 +326,23 @@ static void handle_result(wisp_env_t *env, wisp_http_req_t *req, const char *id,
     }
     /* The request (and its body) lives until it is answered: report first. */
     const char *ttype = wisp_http_req_trailer(req, "Lambda-Runtime-Function-Error-Type");
-    if (is_error || (ttype && *ttype)) {
-        /* Streaming responses report a mid-stream error in trailers. */
-        const char *type = is_error ? error_type_of(req, "Unhandled") : ttype;
+    if (!is_error && ttype && *ttype) {
+        /* A streamed response that failed midway: the error is in the
+         * trailers (its body base64-encoded), not in what was streamed. */
+        const char *b64 = wisp_http_req_trailer(req, "Lambda-Runtime-Function-Error-Body");
+        size_t blen = b64 ? strlen(b64) : 0;
+        cleanup_free unsigned char *raw = xmalloc(blen / 4 * 3 + 4);
+        int rn = b64 ? EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)blen) : -1;
+        while (rn > 0 && blen > 0 && b64[blen - 1] == '=') {
+            rn--; /* EVP_DecodeBlock counts padding as zero bytes */
+            blen--;
+        }
+        size_t n;
+        cleanup_free char *body = rn >= 0 ? error_body(ttype, (const char *)raw, (size_t)rn, &n)
+                                          : error_body(ttype, "", 0, &n);
+        finish_event(env, ttype, body, n);
+    } else if (is_error) {
+        const char *type = error_type_of(req, "Unhandled");
         size_t n;
         cleanup_free char *body = error_body(type, req->body, req->body_len, &n);
         finish_event(env, type, body, n);

@@ -11,7 +11,7 @@ from wisplib import Daemon, Tap, zip_bytes
 
 import botocore.exceptions
 
-t = Tap(20)
+t = Tap(21)
 ROLE = "arn:aws:iam::000000000000:role/wisp"
 
 
@@ -48,6 +48,12 @@ with Daemon() as d:
                         Code={"ZipFile": nodezip})
     r = lam.invoke(FunctionName="b2", Payload=json.dumps({"v": 7}))
     t.eq("nodejs through boto3", json.loads(r["Payload"].read()), {"node": 7})
+    cboot = open(os.path.join(os.environ.get("WISP_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build")),
+                              "examples", "hello-c", "bootstrap"), "rb").read()
+    lam.create_function(FunctionName="bc", Runtime="provided.al2", Role=ROLE, Handler="none",
+                        Code={"ZipFile": zip_bytes({"bootstrap": (cboot, 0o755)})})
+    r = lam.invoke(FunctionName="bc", Payload=json.dumps({"name": "boto"}))
+    t.eq("provided (C) through boto3", json.loads(r["Payload"].read()).get("runtime"), "c")
     errzip = zip_bytes({"index.js": "exports.handler = async () => { throw new TypeError('nope'); };\n"})
     lam.update_function_code(FunctionName="b2", ZipFile=errzip)
     r = lam.invoke(FunctionName="b2")
@@ -90,7 +96,7 @@ with Daemon() as d:
     names = []
     for page in lam.get_paginator("list_functions").paginate(PaginationConfig={"PageSize": 1}):
         names += [f["FunctionName"] for f in page["Functions"]]
-    t.eq("paginator over MaxItems=1 pages", sorted(names), ["b1", "b2"])
+    t.eq("paginator over MaxItems=1 pages", sorted(names), ["b1", "b2", "bc"])
     r = lam.delete_function(FunctionName="b2")
     t.eq("delete_function: 204", r["ResponseMetadata"]["HTTPStatusCode"], 204)
 

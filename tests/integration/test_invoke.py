@@ -39,7 +39,44 @@ while true; do
 done
 '''
 
-t = Tap(31)
+STREAM_BOOTSTRAP = r'''#!/usr/bin/python3
+# A provided runtime that answers in response streaming mode, raw HTTP.
+import base64, os, socket
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+
+def call(raw):
+    s = socket.create_connection((host, int(port)))
+    s.sendall(raw)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    hdrs = {}
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        hdrs[k.strip().lower()] = v.strip()
+    n = int(hdrs.get(b"content-length", b"0"))
+    while len(body) < n:
+        body += s.recv(65536)
+    s.close()
+    return hdrs, body
+
+while True:
+    h, ev = call(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+    rid = h[b"lambda-runtime-aws-request-id"]
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (b"part1-", b"part2-", b"part3"))
+    trailer = b""
+    if b"fail" in ev:
+        trailer = (b"Lambda-Runtime-Function-Error-Type: Stream.Broken\r\n"
+                   b"Lambda-Runtime-Function-Error-Body: " +
+                   base64.b64encode(b'{"errorMessage":"midway"}') + b"\r\n")
+    call(b"POST /2018-06-01/runtime/invocation/" + rid + b"/response HTTP/1.1\r\nHost: x\r\n"
+         b"Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n"
+         b"Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\r\n"
+         + chunks + b"0\r\n" + trailer + b"\r\n")
+'''
+
+t = Tap(33)
 with Daemon() as d:
     # python3
     d.deploy("py", {"app.py": PY_APP}, runtime="python3", handler="app.handler",
@@ -81,6 +118,15 @@ with Daemon() as d:
         t.ok(st == 200 and b"c" in body, "provided C bootstrap (runtimes/c)", (st, body))
     else:
         t.ok(False, "provided C bootstrap (runtimes/c)", f"{cboot} not built")
+
+    # response streaming mode (chunked /response, an error in the trailers)
+    d.deploy("stream", {"bootstrap": (STREAM_BOOTSTRAP, 0o755)}, runtime="provided")
+    st, h, body = d.invoke("stream", {"ok": 1})
+    t.eq("streamed response is collected", (st, body, h.get("x-wisp-function-error")),
+         (200, b"part1-part2-part3", None))
+    st, h, body = d.invoke("stream", {"fail": 1})
+    t.ok(h.get("x-wisp-function-error") == "Stream.Broken" and b"midway" in body,
+         "error in the stream's trailers", (h, body))
 
     # function errors
     d.deploy("boom", {"app.py": "def handler(e, c):\n    raise ValueError('bad input')\n"},

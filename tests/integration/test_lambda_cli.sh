@@ -2,7 +2,7 @@
 # The Lambda-compatible API driven by the real Debian AWS CLI v2
 # (--endpoint-url): management operations, invoke, signatures, errors.
 . "$(dirname "$0")/lib.sh"
-plan 24
+plan 26
 wisp_start || { not_ok "daemon starts"; exit 1; }
 mkdir -p "$TEST_TMP/fn"
 cat >"$TEST_TMP/fn/app.py" <<'PY'
@@ -57,6 +57,21 @@ out=$(awsl invoke --function-name clifn --log-type Tail --query LogResult --outp
 like "--log-type Tail returns the log" "$out" 'hello from the log'
 out=$(awsl invoke --function-name clifn --invocation-type DryRun "$TEST_TMP/out.json" 2>&1)
 like "DryRun: 204" "$out" '"StatusCode": 204'
+mkdir -p "$TEST_TMP/node"
+printf 'exports.handler = async (e) => ({node: e.n + 1});\n' >"$TEST_TMP/node/index.js"
+zipdir "$TEST_TMP/node" "$TEST_TMP/node.zip"
+awsl create-function --function-name clinode --runtime nodejs18.x --handler index.handler \
+    --role $ROLE --zip-file fileb://"$TEST_TMP/node.zip" >/dev/null 2>&1
+awsl invoke --function-name clinode --cli-binary-format raw-in-base64-out --payload '{"n":41}' \
+    "$TEST_TMP/out.json" >/dev/null 2>&1
+like "invoke a nodejs function" "$(cat "$TEST_TMP/out.json")" '"node":42'
+mkdir -p "$TEST_TMP/c" && cp "$WISP_BUILD/examples/hello-c/bootstrap" "$TEST_TMP/c/"
+zipdir "$TEST_TMP/c" "$TEST_TMP/c.zip"
+awsl create-function --function-name clic --runtime provided.al2023 --handler x \
+    --role $ROLE --zip-file fileb://"$TEST_TMP/c.zip" >/dev/null 2>&1
+awsl invoke --function-name clic --cli-binary-format raw-in-base64-out --payload '{"name":"aws"}' \
+    "$TEST_TMP/out.json" >/dev/null 2>&1
+like "invoke a provided (C) function" "$(cat "$TEST_TMP/out.json")" '"runtime":"c"'
 printf 'def handler(e, c):\n    raise KeyError("k")\n' >"$TEST_TMP/fn/app.py"
 zipdir "$TEST_TMP/fn" "$TEST_TMP/err.zip"
 awsl update-function-code --function-name clifn --zip-file fileb://"$TEST_TMP/err.zip" >/dev/null 2>&1
