@@ -152,11 +152,15 @@ static void invoked_cb(void *data, const wisp_invoke_result_t *res)
     }
     char etype[129];
     wisp__api_header_safe(res->error_type, etype, sizeof etype);
+    /* X-Wisp-Log-Type: Tail asked for the last 4 KB of the invocation's log. */
+    cleanup_free char *tail =
+        res->log_tail_len ? wisp__b64_encode(res->log_tail, res->log_tail_len) : NULL;
     cleanup_free char *headers =
         xasprintf("X-Wisp-Request-Id: %s\r\nX-Wisp-Cold-Start: %d\r\nX-Wisp-Duration-Ms: %.3f\r\n"
-                  "%s%s%s",
+                  "%s%s%s%s%s%s",
                   rid, res->cold ? 1 : 0, res->duration_ms,
-                  etype[0] ? "X-Wisp-Function-Error: " : "", etype, etype[0] ? "\r\n" : "");
+                  etype[0] ? "X-Wisp-Function-Error: " : "", etype, etype[0] ? "\r\n" : "",
+                  tail ? "X-Wisp-Log-Result: " : "", tail ? tail : "", tail ? "\r\n" : "");
     wisp_http_respond(req, 200, "application/json", headers, res->payload ? res->payload : "",
                       res->payload ? res->len : 0);
 }
@@ -186,6 +190,8 @@ static void invoke(wisp_api_t *api, wisp_http_req_t *req, const char *name)
         .trigger = "api",
         .trace_id = wisp_http_req_header(req, "X-Amzn-Trace-Id"),
     };
+    const char *logtype = wisp_http_req_header(req, "X-Wisp-Log-Type");
+    ireq.want_log_tail = logtype != NULL && strcasecmp(logtype, "Tail") == 0;
     wisp_invoke(api->invoker, &ireq, invoked_cb, req);
 }
 

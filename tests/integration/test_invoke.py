@@ -2,6 +2,7 @@
 """Invocation through the native API: every runtime, warm reuse, Lambda-style
 handlers unmodified, function errors, platform errors (timeout, exit, OOM,
 oversized response, bad entry point, init errors), logs and records."""
+import base64
 import json
 import os
 import sys
@@ -76,7 +77,7 @@ while True:
          + chunks + b"0\r\n" + trailer + b"\r\n")
 '''
 
-t = Tap(33)
+t = Tap(34)
 with Daemon() as d:
     # python3
     d.deploy("py", {"app.py": PY_APP}, runtime="python3", handler="app.handler",
@@ -196,6 +197,10 @@ with Daemon() as d:
     rep = [l for l in lines if l.startswith("REPORT")]
     t.ok(rep and "Duration:" in rep[0] and "Billed Duration:" in rep[0] and
          "Memory Size: 256 MB" in rep[0] and "Max Memory Used:" in rep[0], "REPORT line", rep)
+    st, h, body = d.request("POST", "/v1/functions/boom/invoke", b"{}", {"X-Wisp-Log-Type": "Tail"})
+    tail = base64.b64decode(h.get("x-wisp-log-result", "")).decode(errors="replace")
+    t.ok("START RequestId" in tail and "ValueError" in tail and "REPORT RequestId" in tail,
+         "X-Wisp-Log-Type: Tail returns the invocation's log", (h, tail))
     st, _, body = d.request("GET", f"/v1/invocations/{rid}")
     rec = json.loads(body) if st == 200 else {}
     t.ok(rec.get("function") == "py" and rec.get("outcome") == "success" and rec.get("cold") is False,
