@@ -6,8 +6,8 @@
  * API of every env. SIGTERM/SIGINT drain in-flight requests and exit 0.
  */
 #include <getopt.h>
-#include <openssl/sha.h>
 #include <limits.h>
+#include <openssl/sha.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -41,17 +41,16 @@ struct daemon {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: wisp serve [options]\n"
-            "  --listen HOST:PORT      gateway listener (default 127.0.0.1:7700)\n"
-            "  --admin HOST:PORT       admin listener (default 127.0.0.1:7701)\n"
-            "  --data DIR              data folder (default $WISP_DATA or ./wisp-data)\n"
-            "  --max-envs N            live execution environments, all functions (256)\n"
-            "  --memory-budget-mb N    sum of live envs' memory_mb (3/4 of RAM)\n"
-            "  --queue-max N           invocations waiting per function (100)\n"
-            "  --queue-wait-ms N       how long an invocation waits for an env (2000)\n"
-            "  --runtimes DIR          runtime shims (default: next to the binary)\n"
-            "  --log-level LEVEL       debug|info|warn|error (info)\n");
+    fprintf(f, "usage: wisp serve [options]\n"
+               "  --listen HOST:PORT      gateway listener (default 127.0.0.1:7700)\n"
+               "  --admin HOST:PORT       admin listener (default 127.0.0.1:7701)\n"
+               "  --data DIR              data folder (default $WISP_DATA or ./wisp-data)\n"
+               "  --max-envs N            live execution environments, all functions (256)\n"
+               "  --memory-budget-mb N    sum of live envs' memory_mb (3/4 of RAM)\n"
+               "  --queue-max N           invocations waiting per function (100)\n"
+               "  --queue-wait-ms N       how long an invocation waits for an env (2000)\n"
+               "  --runtimes DIR          runtime shims (default: next to the binary)\n"
+               "  --log-level LEVEL       debug|info|warn|error (info)\n");
 }
 
 /* The admin token: 256 random bits as hex, created on first start (0600). */
@@ -241,12 +240,17 @@ int wisp_cli_serve(int argc, char **argv)
     const char *runtimes_opt = NULL;
     wisp_invoker_config_t icfg = {0};
     static const struct option opts[] = {
-        {"listen", required_argument, 0, 'l'},   {"admin", required_argument, 0, 'a'},
-        {"data", required_argument, 0, 'd'},     {"max-envs", required_argument, 0, 'm'},
+        {"listen", required_argument, 0, 'l'},
+        {"admin", required_argument, 0, 'a'},
+        {"data", required_argument, 0, 'd'},
+        {"max-envs", required_argument, 0, 'm'},
         {"memory-budget-mb", required_argument, 0, 'b'},
-        {"queue-max", required_argument, 0, 'q'}, {"queue-wait-ms", required_argument, 0, 'w'},
-        {"runtimes", required_argument, 0, 'r'}, {"log-level", required_argument, 0, 'L'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
+        {"queue-max", required_argument, 0, 'q'},
+        {"queue-wait-ms", required_argument, 0, 'w'},
+        {"runtimes", required_argument, 0, 'r'},
+        {"log-level", required_argument, 0, 'L'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     optind = 1;
     int c;
@@ -375,11 +379,13 @@ int wisp_cli_serve(int argc, char **argv)
                           "admin.token", "aws_credentials_file", "aws-credentials", "cgroups",
                           wisp_sandbox_cgroup_mode(d.sandbox), "runtimes", runtimes);
     wisp_log_fields(WISP_LOG_INFO, "serve", "wisp is ready", f);
-    fprintf(stderr,
-            "wisp %s ready: admin http://%s (port %d), gateway http://%s (port %d)\n"
-            "  data %s; token %s/admin.token; AWS credentials %s/aws-credentials\n",
-            WISP_VERSION, admin, wisp_http_listener_port(al), listen,
-            wisp_http_listener_port(gl), data_dir, data_dir, data_dir);
+    /* A human summary too, when a person is watching (the log stays pure JSON otherwise). */
+    if (isatty(STDERR_FILENO))
+        fprintf(stderr,
+                "wisp %s ready: admin http://%s (port %d), gateway http://%s (port %d)\n"
+                "  data %s; token %s/admin.token; AWS credentials %s/aws-credentials\n",
+                WISP_VERSION, admin, wisp_http_listener_port(al), listen,
+                wisp_http_listener_port(gl), data_dir, data_dir, data_dir);
 
     uv_run(d.loop, UV_RUN_DEFAULT);
 

@@ -21,7 +21,10 @@ typedef struct wisp_buf {
     size_t max; /* largest len allowed; 0 means unlimited (trusted input only) */
 } wisp_buf_t;
 
-#define WISP_BUF_INIT(maxbytes) {NULL, 0, 0, (maxbytes)}
+#define WISP_BUF_INIT(maxbytes)                                                                    \
+    {                                                                                              \
+        NULL, 0, 0, (maxbytes)                                                                     \
+    }
 
 void wisp_buf_init(wisp_buf_t *b, size_t max);
 /* Append n bytes; WISP_ELIMIT (buffer unchanged) if len would pass max. */

@@ -35,8 +35,7 @@ static int current_threshold(void)
     return threshold;
 }
 
-void wisp_log_fields(wisp_log_level_t level, const char *component, const char *msg,
-                     json_t *fields)
+void wisp_log_fields(wisp_log_level_t level, const char *component, const char *msg, json_t *fields)
 {
     if ((int)level < current_threshold()) {
         json_decref(fields);

@@ -29,7 +29,8 @@ const char *wisp_env_state_name(wisp_env_state_t s)
     return "unknown";
 }
 
-/* ---- freeing: every uv handle is closed first; the env is freed in the last close callback ---- */
+/* ---- freeing: every uv handle is closed first; the env is freed in the last close callback ----
+ */
 
 static void unlink_env(wisp_env_t *env)
 {

@@ -41,7 +41,7 @@ typedef struct wisp_env_event {
     char request_id[37];
     const char *payload;
     size_t len;
-    int64_t deadline_ms;        /* epoch ms */
+    int64_t deadline_ms; /* epoch ms */
     const char *function_arn;
     const char *trace_id;       /* Lambda-Runtime-Trace-Id value */
     const char *client_context; /* JSON text or NULL */
@@ -88,34 +88,34 @@ void wisp_env_system_close(wisp_env_system_t *sys);
 struct wisp_env {
     struct wisp_env *next_all; /* list of all envs in the system */
     wisp_env_system_t *sys;
-    char id[40];               /* sandbox id */
+    char id[40]; /* sandbox id */
     wisp_env_state_t state;
-    void *owner;               /* the owner's per-env data (the invoker's function state) */
-    struct wisp_env *next;     /* owner's list link */
-    char revision[37];         /* function revision it runs */
-    char code_sha256[65];      /* package it runs (held in the registry while it lives) */
+    void *owner;           /* the owner's per-env data (the invoker's function state) */
+    struct wisp_env *next; /* owner's list link */
+    char revision[37];     /* function revision it runs */
+    char code_sha256[65];  /* package it runs (held in the registry while it lives) */
     unsigned memory_mb;
-    bool cold;                 /* no event delivered yet */
-    bool spawned;              /* the sandbox exists (exit event will come) */
-    bool stale;                /* retire after the current event */
-    uint64_t start_ns;         /* spawn requested */
-    uint64_t init_ns;          /* first /next arrived (0 before) */
+    bool cold;         /* no event delivered yet */
+    bool spawned;      /* the sandbox exists (exit event will come) */
+    bool stale;        /* retire after the current event */
+    uint64_t start_ns; /* spawn requested */
+    uint64_t init_ns;  /* first /next arrived (0 before) */
     uint64_t idle_since_ns;
     wisp_http_listener_t *listener;
     wisp_http_req_t *next_req; /* the pending /next long poll, if any */
     wisp_env_event_t *event;   /* event in flight */
     uint64_t event_start_ns;
-    uv_pipe_t *out, *err;      /* stdout / stderr of the sandbox */
-    char *linebuf[2];          /* partial lines of stdout/stderr */
+    uv_pipe_t *out, *err; /* stdout / stderr of the sandbox */
+    char *linebuf[2];     /* partial lines of stdout/stderr */
     size_t linelen[2];
-    uv_timer_t *timer;         /* for the owner's use (idle, init, deadline); data = env */
-    uv_timer_t *finish;        /* internal: bounds the wait for output after the exit */
-    bool exited;               /* exit event received */
-    bool out_eof, err_eof;     /* the pipes reached EOF */
-    int wait_status;           /* from the exit event */
+    uv_timer_t *timer;     /* for the owner's use (idle, init, deadline); data = env */
+    uv_timer_t *finish;    /* internal: bounds the wait for output after the exit */
+    bool exited;           /* exit event received */
+    bool out_eof, err_eof; /* the pipes reached EOF */
+    int wait_status;       /* from the exit event */
     bool oom;
     uint64_t peak_mem;
-    int pending_closes;        /* handles still closing before the env can be freed */
+    int pending_closes; /* handles still closing before the env can be freed */
 };
 
 /* Start an env: spawn the sandbox (spec is copied). The env is STARTING; the

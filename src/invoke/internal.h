@@ -16,29 +16,29 @@ struct invocation;
 
 /* Per-function state: the cached configuration, its envs and its queue. */
 struct fnstate {
-    struct fnstate *next_hash;  /* bucket chain */
-    struct fnstate *next_wait;  /* on inv->waiting: queued work blocked by global limits */
+    struct fnstate *next_hash; /* bucket chain */
+    struct fnstate *next_wait; /* on inv->waiting: queued work blocked by global limits */
     bool waiting;
     char name[WISP_FN_NAME_MAX + 1];
     char arn[160];
-    wisp_fn_t *fn;              /* current configuration; NULL once deleted */
-    wisp_env_t *envs;           /* all envs of the function (env->next) */
-    unsigned live;              /* envs that exist, any state */
-    struct invocation *q_head;  /* FIFO of invocations waiting for an env */
+    wisp_fn_t *fn;             /* current configuration; NULL once deleted */
+    wisp_env_t *envs;          /* all envs of the function (env->next) */
+    unsigned live;             /* envs that exist, any state */
+    struct invocation *q_head; /* FIFO of invocations waiting for an env */
     struct invocation *q_tail;
     unsigned qlen;
-    uv_timer_t *qtimer;         /* fires at the queue head's wait deadline */
-    char *init_error_type;      /* last init error reported by a STARTING env */
+    uv_timer_t *qtimer;    /* fires at the queue head's wait deadline */
+    char *init_error_type; /* last init error reported by a STARTING env */
     char *init_error_body;
     uint64_t warm_backoff_until_ns; /* min_warm restarts paused after init failures */
 };
 
 /* One invocation in flight. */
 struct invocation {
-    struct invocation *next;    /* queue link */
+    struct invocation *next; /* queue link */
     wisp_invoker_t *inv;
     struct fnstate *fs;
-    wisp_env_event_t ev;        /* what the runtime gets */
+    wisp_env_event_t ev; /* what the runtime gets */
     char *payload;
     char *client_context;
     char trace_id[96];
@@ -47,14 +47,14 @@ struct invocation {
     wisp_invoke_cb cb;
     void *cb_data;
     uint64_t enqueue_ns;
-    uint64_t start_ns;          /* handed to an env */
+    uint64_t start_ns; /* handed to an env */
     uint64_t queue_deadline_ns;
     bool cold;
     double init_ms;
     bool want_tail;
-    wisp_buf_t tail;            /* log text of this invocation (for Tail), last 4 KB kept */
-    size_t log_bytes;           /* bytes logged so far */
-    size_t log_dropped;         /* bytes dropped past WISP_LOG_INVOCATION_MAX */
+    wisp_buf_t tail;    /* log text of this invocation (for Tail), last 4 KB kept */
+    size_t log_bytes;   /* bytes logged so far */
+    size_t log_dropped; /* bytes dropped past WISP_LOG_INVOCATION_MAX */
     wisp_env_t *env;
 };
 
@@ -86,9 +86,9 @@ struct wisp_invoker {
     char *account_id;
     wisp_env_system_t envsys;
     struct fnstate *table[256];
-    struct fnstate *waiting;    /* functions with queued work blocked by global limits */
-    unsigned live;              /* envs alive, all functions */
-    unsigned mem_used_mb;       /* sum of memory_mb of live envs */
+    struct fnstate *waiting; /* functions with queued work blocked by global limits */
+    unsigned live;           /* envs alive, all functions */
+    unsigned mem_used_mb;    /* sum of memory_mb of live envs */
     uint64_t env_seq;
     bool shutting_down;
     void (*shutdown_done)(void *);
@@ -96,7 +96,7 @@ struct wisp_invoker {
     /* logs */
     logrec_t *logbuf;
     size_t nlog, caplog;
-    json_t *records;            /* invocation records waiting for the next flush */
+    json_t *records; /* invocation records waiting for the next flush */
     uv_timer_t *flush_timer;
     struct wisp_logsub *subs;
     /* metrics */

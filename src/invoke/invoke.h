@@ -37,8 +37,8 @@ typedef struct wisp_invoker_config {
 } wisp_invoker_config_t;
 
 typedef struct wisp_invoke_req {
-    const char *function;       /* name */
-    const void *payload;        /* event bytes (copied); may be empty */
+    const char *function; /* name */
+    const void *payload;  /* event bytes (copied); may be empty */
     size_t len;
     const char *trigger;        /* "api" | "lambda" | "cli" ... for records */
     const char *client_context; /* base64 JSON (Lambda X-Amz-Client-Context) or NULL */
@@ -56,14 +56,15 @@ typedef struct wisp_invoke_result {
     int retry_after_s;
     /* ---- */
     const char *request_id;
-    const char *payload;    /* the function's result, or the error JSON if error_type */
+    const char *payload; /* the function's result, or the error JSON if error_type */
     size_t len;
-    const char *error_type; /* NULL on success; else errorType ("Runtime.ExitError", the handler's own...) */
+    const char *error_type; /* NULL on success; else errorType ("Runtime.ExitError", the handler's
+                               own...) */
     bool cold;
-    double duration_ms;     /* from event delivery to response */
-    double init_ms;         /* env start to first /next (cold only) */
-    double queue_ms;        /* time waited for an env */
-    const char *log_tail;   /* when asked: the last <= 4 KB of the invocation's log */
+    double duration_ms;   /* from event delivery to response */
+    double init_ms;       /* env start to first /next (cold only) */
+    double queue_ms;      /* time waited for an env */
+    const char *log_tail; /* when asked: the last <= 4 KB of the invocation's log */
     size_t log_tail_len;
     const char *executed_version; /* "$LATEST" */
 } wisp_invoke_result_t;

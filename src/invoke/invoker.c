@@ -77,14 +77,13 @@ static void record_and_free(wisp_invoker_t *inv, struct invocation *in, const ch
                             const char *error_type, double duration_ms, double queue_ms,
                             unsigned max_mem_mb)
 {
-    json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:I,s:f,s:f,s:f,s:I,s:I,s:b,s:s,s:s?}", "id",
-                            in->ev.request_id, "function", in->fs->name, "revision", in->revision,
-                            "trigger", in->trigger, "start_ms",
-                            (json_int_t)(wisp_now_ms() - (int64_t)duration_ms), "queue_ms",
-                            queue_ms, "init_ms", in->init_ms, "duration_ms", duration_ms,
-                            "billed_ms", (json_int_t)ceil(duration_ms), "max_memory_mb",
-                            (json_int_t)max_mem_mb, "cold", in->cold, "outcome", outcome,
-                            "error_type", error_type);
+    json_t *rec =
+        json_pack("{s:s,s:s,s:s,s:s,s:I,s:f,s:f,s:f,s:I,s:I,s:b,s:s,s:s?}", "id", in->ev.request_id,
+                  "function", in->fs->name, "revision", in->revision, "trigger", in->trigger,
+                  "start_ms", (json_int_t)(wisp_now_ms() - (int64_t)duration_ms), "queue_ms",
+                  queue_ms, "init_ms", in->init_ms, "duration_ms", duration_ms, "billed_ms",
+                  (json_int_t)ceil(duration_ms), "max_memory_mb", (json_int_t)max_mem_mb, "cold",
+                  in->cold, "outcome", outcome, "error_type", error_type);
     wisp__logs_record(inv, rec);
     char labels[200], fname[140];
     wisp_metrics_label_escape(in->fs->name, fname, sizeof fname);
@@ -375,7 +374,9 @@ static void start_env(wisp_invoker_t *inv, struct fnstate *fs, bool provisioned)
         .memory_mb = (unsigned)fn->memory_mb,
         .tmp_mb = (unsigned)fn->tmp_mb,
         .pids_max = 256,
-        .cpu_weight = weight < 1 ? 1 : weight > 10000 ? 10000 : weight,
+        .cpu_weight = weight < 1       ? 1
+                      : weight > 10000 ? 10000
+                                       : weight,
         .nofile = 1024,
         .api_port = 9001,
     };
@@ -389,8 +390,8 @@ static void start_env(wisp_invoker_t *inv, struct fnstate *fs, bool provisioned)
         return; /* `gone` already ran and undid the counts */
     env->next = fs->envs;
     fs->envs = env;
-    unsigned init_s = (unsigned)fn->timeout_s > INIT_TIMEOUT_MIN_S ? (unsigned)fn->timeout_s
-                                                                     : INIT_TIMEOUT_MIN_S;
+    unsigned init_s =
+        (unsigned)fn->timeout_s > INIT_TIMEOUT_MIN_S ? (unsigned)fn->timeout_s : INIT_TIMEOUT_MIN_S;
     uv_timer_start(env->timer, env_timer_cb, init_s * 1000ull, 0);
 }
 
@@ -401,8 +402,8 @@ static void env_timer_cb(uv_timer_t *t)
     struct fnstate *fs = env->owner;
     wisp_invoker_t *inv = env->sys->hooks_data;
     if (env->state == WISP_ENV_BUSY && env->event) {
-        struct invocation *in = (struct invocation *)((char *)env->event -
-                                                      offsetof(struct invocation, ev));
+        struct invocation *in =
+            (struct invocation *)((char *)env->event - offsetof(struct invocation, ev));
         env->event = NULL;
         unsigned mem = wisp_env_peak_mb(env);
         char msg[160];
@@ -688,8 +689,7 @@ static void hook_gone(void *data, wisp_env_t *env, wisp_env_event_t *ev, int wai
     inv->mem_used_mb -= env->memory_mb;
     wisp_registry_pkg_release(inv->reg, env->code_sha256);
     if (spawn_err)
-        wisp_warn("invoke", "env %s of %s failed to start: %s", env->id, fs->name,
-                  spawn_err->msg);
+        wisp_warn("invoke", "env %s of %s failed to start: %s", env->id, fs->name, spawn_err->msg);
     if (ev) {
         fail_from_exit(inv, fs, invocation_of(ev), wait_status, oom, peak, spawn_err, false);
     } else if (during_init && fs->q_head && !inv->shutting_down) {
@@ -767,8 +767,8 @@ static void envs_gauge(wisp_buf_t *out, const char *name, void *data)
     for (wisp_env_t *e = inv->envsys.by_id; e; e = e->next_all)
         counts[e->state]++;
     for (int s = 0; s < 4; s++)
-        wisp_buf_addf(out, "%s{state=\"%s\"} %u\n", name,
-                      wisp_env_state_name((wisp_env_state_t)s), counts[s]);
+        wisp_buf_addf(out, "%s{state=\"%s\"} %u\n", name, wisp_env_state_name((wisp_env_state_t)s),
+                      counts[s]);
 }
 
 wisp_invoker_t *wisp_invoker_new(uv_loop_t *loop, wisp_registry_t *reg, wisp_store_t *store,
@@ -796,7 +796,8 @@ wisp_invoker_t *wisp_invoker_new(uv_loop_t *loop, wisp_registry_t *reg, wisp_sto
         inv->cfg.queue_wait_ms = 2000;
     if (inv->cfg.log_cap_lines == 0)
         inv->cfg.log_cap_lines = 100000;
-    inv->runtimes_dir = xstrdup(cfg && cfg->runtimes_dir ? cfg->runtimes_dir : "/usr/lib/wisp/runtimes");
+    inv->runtimes_dir =
+        xstrdup(cfg && cfg->runtimes_dir ? cfg->runtimes_dir : "/usr/lib/wisp/runtimes");
     inv->region = xstrdup(cfg && cfg->region ? cfg->region : "us-east-1");
     inv->account_id = xstrdup(cfg && cfg->account_id ? cfg->account_id : "000000000000");
     if (wisp_env_system_init(&inv->envsys, loop, sb, &hooks, inv, err) < 0) {
@@ -804,22 +805,19 @@ wisp_invoker_t *wisp_invoker_new(uv_loop_t *loop, wisp_registry_t *reg, wisp_sto
         return NULL;
     }
     wisp__logs_init(inv);
-    inv->m_invocations = wisp_metrics_counter("wisp_invocations_total",
-                                              "Invocations by function and outcome.");
-    inv->m_duration = wisp_metrics_histogram("wisp_invocation_duration_seconds",
-                                             "Time from event delivery to the answer.",
-                                             wisp_metrics_latency_buckets,
-                                             wisp_metrics_latency_nbuckets);
-    inv->m_init = wisp_metrics_histogram("wisp_init_duration_seconds",
-                                         "Cold start: env creation to the runtime's first /next.",
-                                         wisp_metrics_latency_buckets,
-                                         wisp_metrics_latency_nbuckets);
+    inv->m_invocations =
+        wisp_metrics_counter("wisp_invocations_total", "Invocations by function and outcome.");
+    inv->m_duration = wisp_metrics_histogram(
+        "wisp_invocation_duration_seconds", "Time from event delivery to the answer.",
+        wisp_metrics_latency_buckets, wisp_metrics_latency_nbuckets);
+    inv->m_init = wisp_metrics_histogram(
+        "wisp_init_duration_seconds", "Cold start: env creation to the runtime's first /next.",
+        wisp_metrics_latency_buckets, wisp_metrics_latency_nbuckets);
     inv->m_cold = wisp_metrics_counter("wisp_cold_starts_total", "Invocations served cold.");
     inv->m_throttles = wisp_metrics_counter("wisp_throttles_total", "Invocations throttled (429).");
-    inv->m_queue_wait = wisp_metrics_histogram("wisp_queue_wait_seconds",
-                                               "Time invocations waited for an env.",
-                                               wisp_metrics_latency_buckets,
-                                               wisp_metrics_latency_nbuckets);
+    inv->m_queue_wait =
+        wisp_metrics_histogram("wisp_queue_wait_seconds", "Time invocations waited for an env.",
+                               wisp_metrics_latency_buckets, wisp_metrics_latency_nbuckets);
     wisp_metrics_gauge_fn("wisp_envs", "Live execution environments by state.", envs_gauge, inv);
     wisp_registry_on_change(reg, fn_changed, inv);
     /* Provisioned concurrency: start min_warm envs of every function now. */
@@ -849,8 +847,8 @@ void wisp_invoke(wisp_invoker_t *inv, const wisp_invoke_req_t *req, wisp_invoke_
         return refuse(inv, in, WISP_EUNAVAILABLE, NULL, "the platform is shutting down");
     if (req->len > WISP_PAYLOAD_MAX)
         return refuse(inv, in, WISP_ELIMIT, NULL,
-                      "Request payload size (%zu bytes) exceeded the maximum of %u bytes",
-                      req->len, WISP_PAYLOAD_MAX);
+                      "Request payload size (%zu bytes) exceeded the maximum of %u bytes", req->len,
+                      WISP_PAYLOAD_MAX);
     struct fnstate *fs = fs_get(inv, req->function, true);
     if (fs == NULL || fs->fn == NULL)
         return refuse(inv, in, WISP_ENOTFOUND, NULL,
@@ -861,8 +859,7 @@ void wisp_invoke(wisp_invoker_t *inv, const wisp_invoke_req_t *req, wisp_invoke_
         return refuse(inv, in, WISP_ECONFLICT, NULL,
                       "function %s has no code yet: upload a package first", fs->name);
     if (fs->fn->concurrency == 0)
-        return refuse(inv, in, WISP_ETHROTTLED,
-                      "ReservedFunctionConcurrentInvocationLimitExceeded",
+        return refuse(inv, in, WISP_ETHROTTLED, "ReservedFunctionConcurrentInvocationLimitExceeded",
                       "Rate Exceeded: function %s has a reserved concurrency of 0", fs->name);
     in->payload = xmalloc(req->len + 1);
     memcpy(in->payload, req->payload ? req->payload : "", req->len);

@@ -32,7 +32,10 @@ struct tap_case {
 static int tap_skip_fd = -1;
 
 #define TEST(name) static void name(void)
-#define CASE(fn) {#fn, fn}
+#define CASE(fn)                                                                                   \
+    {                                                                                              \
+#fn, fn                                                                                    \
+    }
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
