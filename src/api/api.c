@@ -297,7 +297,9 @@ static void healthz(wisp_http_req_t *req)
 {
     if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
         return wisp__api_method_not_allowed(req, "GET");
-    wisp__api_json(req, 200, json_pack("{s:s,s:s}", "status", "ok", "version", WISP_VERSION), NULL);
+    wisp__api_json(
+        req, 200,
+        json_pack("{s:s,s:s,s:s}", "status", "ok", "version", WISP_VERSION, "git", WISP_GIT), NULL);
 }
 
 static void metrics(wisp_http_req_t *req)

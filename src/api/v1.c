@@ -315,8 +315,11 @@ static void logs(wisp_api_t *api, wisp_http_req_t *req, const char *name)
         int64_t next = after;
         if (n > 0)
             next = json_integer_value(json_object_get(json_array_get(page, n - 1), "id"));
+        /* "more": a full page came back, so the caller should ask again with after=next. */
         return wisp__api_json(req, 200,
-                              json_pack("{s:o,s:I}", "logs", page, "next", (json_int_t)next), NULL);
+                              json_pack("{s:o,s:I,s:b}", "logs", page, "next", (json_int_t)next,
+                                        "more", n == (size_t)limit),
+                              NULL);
     }
 
     wisp_http_respond_start(req, 200, "application/x-ndjson", "Cache-Control: no-cache\r\n");
@@ -359,6 +362,8 @@ static void get_invocation(wisp_api_t *api, wisp_http_req_t *req, const char *id
         return wisp__api_fail(req, WISP_EINVALID, "invalid invocation id");
     json_t *rec = NULL;
     wisp_err_t err;
+    if (api->invoker != NULL)
+        wisp_logs_flush(api->invoker); /* records are written in batches */
     if (wisp_store_invocation_get(api->store, id, &rec, &err) < 0)
         return wisp_api_send_error(req, &err);
     wisp__api_json(req, 200, rec, NULL);
@@ -376,6 +381,8 @@ static void list_invocations(wisp_api_t *api, wisp_http_req_t *req, const char *
         return wisp_api_send_error(req, &err);
     wisp_fn_free(fn);
     json_t *arr = NULL;
+    if (api->invoker != NULL)
+        wisp_logs_flush(api->invoker);
     if (wisp_store_invocation_list(api->store, name, (int)limit, &arr, &err) < 0)
         return wisp_api_send_error(req, &err);
     wisp__api_json(req, 200, json_pack("{s:o}", "invocations", arr), NULL);

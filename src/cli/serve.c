@@ -359,8 +359,9 @@ int wisp_cli_serve(int argc, char **argv)
         .aws_access_key = akid,
         .aws_secret_key = secret,
     };
+    acfg.max_concurrency = icfg.max_envs ? icfg.max_envs : 256;
     d.api = wisp_api_new(&acfg);
-    wisp_http_limits_t admin_lim = {.max_body_bytes = 80u * 1024 * 1024};
+    wisp_http_limits_t admin_lim = {.max_body_bytes = WISP_API_MAX_BODY};
     d.admin = wisp_http_server_new(d.loop, "admin", &admin_lim, wisp_api_admin_handler, d.api);
     d.gateway = wisp_http_server_new(d.loop, "gateway", NULL, gateway_cb, &d);
     wisp_http_listener_t *al, *gl;

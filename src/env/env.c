@@ -405,6 +405,20 @@ static void runtime_api_cb(wisp_http_req_t *req, void *data)
     api_error(req, 404, "UnknownEndpoint", "unknown Runtime API endpoint");
 }
 
+/* The HTTP layer refused a request of this env's runtime before our handler
+ * saw it. A body over the limit while an event is in flight is the runtime
+ * trying to answer with more than the Lambda maximum. */
+static void runtime_reject_cb(void *listener_data, int status)
+{
+    wisp_env_t *env = listener_data;
+    if (env == NULL || status != 413 || env->event == NULL || env->state == WISP_ENV_RETIRING)
+        return;
+    static const char msg[] = "{\"errorMessage\":\"Response payload size exceeded maximum allowed "
+                              "payload size (6291556 bytes).\",\"errorType\":\"Function."
+                              "ResponseSizeTooLarge\"}";
+    finish_event(env, "Function.ResponseSizeTooLarge", msg, sizeof msg - 1);
+}
+
 /* ---- start, deliver, retire ---- */
 
 static void spawn_cb(void *data, const wisp_sandbox_started_t *st, const wisp_err_t *err)
@@ -521,6 +535,7 @@ int wisp_env_system_init(wisp_env_system_t *sys, uv_loop_t *loop, wisp_sandbox_t
         .max_body_bytes = WISP_ENV_RESPONSE_MAX + 2u * 1024 * 1024,
         .idle_timeout_ms = 3600 * 1000,
         .request_timeout_ms = 3600 * 1000,
+        .on_reject = runtime_reject_cb,
     };
     sys->runtime_api = wisp_http_server_new(loop, "runtime", &lim, runtime_api_cb, sys);
     return wisp_sandbox_attach(sb, loop, sandbox_exit_cb, sys, err);

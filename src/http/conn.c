@@ -936,6 +936,8 @@ static size_t conn_parse(conn_t *c, const char *data, size_t len)
             int status = c->fail_status;
             if (status == 0)
                 status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
+            if (c->srv->lim.on_reject != NULL && c->listener != NULL)
+                c->srv->lim.on_reject(c->listener->data, status);
             conn_fail(c, status);
             break;
         }

@@ -69,6 +69,10 @@ typedef struct wisp_http_limits {
     unsigned request_timeout_ms; /* a started request must be complete within; default 30000 */
     unsigned max_connections;    /* per server; default 10000; over: accept and close */
     unsigned max_pipelined;      /* requests buffered on one connection; default 64 */
+    /* Optional: told when a request is refused before it reaches the handler
+     * (400, 408, 413, 431...), with the data of the listener that accepted
+     * it. Lets the Runtime API fail an invocation whose answer was too large. */
+    void (*on_reject)(void *listener_data, int status);
 } wisp_http_limits_t;
 
 /* Create a server; name labels metrics ("admin", "gateway", "runtime").

@@ -46,6 +46,7 @@ void wisp__http_limits_fill(wisp_http_limits_t *out, const wisp_http_limits_t *i
         out->max_connections = in->max_connections;
     if (in->max_pipelined)
         out->max_pipelined = in->max_pipelined;
+    out->on_reject = in->on_reject;
 }
 
 void wisp__http_server_init(wisp_http_server_t *srv, uv_loop_t *loop, const char *name,

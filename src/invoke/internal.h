@@ -99,6 +99,7 @@ struct wisp_invoker {
     json_t *records; /* invocation records waiting for the next flush */
     uv_timer_t *flush_timer;
     struct wisp_logsub *subs;
+    int64_t last_prune_ms; /* when invocation records were last pruned */
     /* metrics */
     wisp_metric_t *m_invocations, *m_duration, *m_init, *m_cold, *m_throttles, *m_queue_wait;
 };

@@ -15,6 +15,7 @@
  * - The function's timeout is enforced by killing the env at the deadline.
  */
 #include <math.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/sysinfo.h>
@@ -330,10 +331,16 @@ static void build_env(wisp_invoker_t *inv, const wisp_fn_t *fn, const char *env_
     envp[n++] = xasprintf("AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/%s", fn->name);
     envp[n++] = xasprintf("AWS_LAMBDA_LOG_STREAM_NAME=%s/[$LATEST]%s", date, env_id);
     envp[n++] = xasprintf("AWS_EXECUTION_ENV=AWS_Lambda_wisp_%s", fn->runtime);
-    envp[n++] = xstrdup("TZ=:UTC");
-    envp[n++] = xstrdup("LANG=C.UTF-8");
-    envp[n++] = xstrdup("PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin");
-    envp[n++] = xstrdup("LD_LIBRARY_PATH=/var/task/lib:/opt/lib");
+    /* Defaults a function may override with its own env, as on Lambda. */
+    static const char *const defaults[][2] = {
+        {"TZ", ":UTC"},
+        {"LANG", "C.UTF-8"},
+        {"PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin"},
+        {"LD_LIBRARY_PATH", "/var/task/lib:/opt/lib"},
+    };
+    for (size_t i = 0; i < WISP_ARRAY_LEN(defaults); i++)
+        if (json_object_get(fn->env, defaults[i][0]) == NULL)
+            envp[n++] = xasprintf("%s=%s", defaults[i][0], defaults[i][1]);
     envp[n] = NULL;
     *out = envp;
 }
@@ -692,14 +699,14 @@ static void hook_gone(void *data, wisp_env_t *env, wisp_env_event_t *ev, int wai
         wisp_warn("invoke", "env %s of %s failed to start: %s", env->id, fs->name, spawn_err->msg);
     if (ev) {
         fail_from_exit(inv, fs, invocation_of(ev), wait_status, oom, peak, spawn_err, false);
-    } else if (during_init && fs->q_head && !inv->shutting_down) {
+    } else if (during_init && !env->stale && fs->q_head && !inv->shutting_down) {
         /* The env died before it could take work: the next waiting invocation
          * gets the reason, so a broken function fails fast instead of looping. */
         struct invocation *in = dequeue(fs);
         in->cold = true;
         fail_from_exit(inv, fs, in, wait_status, oom, peak, spawn_err, true);
         fs->warm_backoff_until_ns = wisp_mono_ns() + 1000000000ull;
-    } else if (during_init) {
+    } else if (during_init && !env->stale) {
         fs->warm_backoff_until_ns = wisp_mono_ns() + 1000000000ull;
     }
     if (inv->shutting_down) {
@@ -882,7 +889,32 @@ void wisp_invoke(wisp_invoker_t *inv, const wisp_invoke_req_t *req, wisp_invoke_
     }
     in->ev.trace_id = in->trace_id;
     if (req->client_context && *req->client_context) {
-        in->client_context = xstrdup(req->client_context);
+        /* Callers give it base64-encoded (X-Amz-Client-Context); runtimes get JSON. */
+        size_t blen = strlen(req->client_context);
+        if (blen > 3583 * 4 / 3 + 4)
+            return refuse(inv, in, WISP_EINVALID, NULL,
+                          "Client context must be at most 3583 bytes of base64-encoded JSON");
+        char *raw = xmalloc(blen / 4 * 3 + 4);
+        int rn = EVP_DecodeBlock((unsigned char *)raw, (const unsigned char *)req->client_context,
+                                 (int)blen);
+        while (rn > 0 && blen > 0 && req->client_context[blen - 1] == '=') {
+            rn--;
+            blen--;
+        }
+        json_error_t jerr;
+        json_t *cc = rn > 0 ? json_loadb(raw, (size_t)rn, 0, &jerr) : NULL;
+        if (!json_is_object(cc)) {
+            json_decref(cc);
+            free(raw);
+            return refuse(inv, in, WISP_EINVALID, NULL,
+                          "Client context must be a valid Base64-encoded JSON object");
+        }
+        json_decref(cc);
+        raw[rn] = '\0';
+        for (int i = 0; i < rn; i++)
+            if (raw[i] == '\r' || raw[i] == '\n')
+                raw[i] = ' '; /* it travels in a header */
+        in->client_context = raw;
         in->ev.client_context = in->client_context;
     }
     /* Fast path: a warm env is waiting. */

@@ -12,6 +12,8 @@
 
 #define FLUSH_MS 100
 #define FLUSH_LINES 2000
+#define PRUNE_EVERY_MS (3600 * 1000LL)
+#define RECORD_RETENTION_MS (7 * 24 * 3600 * 1000LL)
 
 static void flush_timer_cb(uv_timer_t *t)
 {
@@ -120,6 +122,17 @@ void wisp_logs_flush(wisp_invoker_t *inv)
             wisp_error("logs", "storing invocation record: %s", err.msg);
     }
     json_array_clear(inv->records);
+    /* Invocation records are kept for RECORD_RETENTION_MS; pruned hourly. */
+    int64_t now = wisp_now_ms();
+    if (now - inv->last_prune_ms > PRUNE_EVERY_MS) {
+        inv->last_prune_ms = now;
+        int64_t pruned = 0;
+        if (wisp_store_invocation_prune(inv->store, now - RECORD_RETENTION_MS, &pruned, &err) < 0)
+            wisp_error("logs", "pruning invocation records: %s", err.msg);
+        else if (pruned > 0)
+            wisp_info("logs", "pruned %lld invocation records older than 7 days",
+                      (long long)pruned);
+    }
     if (tx && wisp_store_commit(inv->store, &err) < 0)
         wisp_error("logs", "commit: %s", err.msg);
 }

@@ -8,14 +8,17 @@ ROOT=${WISP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${WISP_BUILD:-$ROOT/build}
 echo "1..1"
 missing=()
-for tool in gcc /usr/sbin/nginx /usr/bin/python3; do
+for tool in gcc /usr/bin/python3; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ -x "$BUILD/wisp" ] || missing+=("$BUILD/wisp")
 if [ ${#missing[@]} -gt 0 ]; then
-    echo "ok 1 - bench quick run # SKIP missing: ${missing[*]} (scripts/deps.sh bench installs nginx)"
+    echo "ok 1 - bench quick run # SKIP missing: ${missing[*]}"
     exit 0
 fi
+# Without nginx (or crun) the suite still runs every wisp benchmark; only those
+# baselines are reported as not measured (scripts/deps.sh bench installs them).
+[ -x /usr/sbin/nginx ] || echo "# nginx absent: the warm-path baseline is not measured"
 log=$(mktemp /tmp/wisp-bench-quick-XXXXXX)
 trap 'rm -f "$log"' EXIT
 start=$SECONDS

@@ -77,7 +77,7 @@ while True:
          + chunks + b"0\r\n" + trailer + b"\r\n")
 '''
 
-t = Tap(34)
+t = Tap(35)
 with Daemon() as d:
     # python3
     d.deploy("py", {"app.py": PY_APP}, runtime="python3", handler="app.handler",
@@ -170,6 +170,12 @@ with Daemon() as d:
     st, h, body = d.invoke("big", {})
     t.eq("response over 6 MiB: Function.ResponseSizeTooLarge", h.get("x-wisp-function-error"),
          "Function.ResponseSizeTooLarge")
+
+    d.deploy("huge", {"app.py": "def handler(e, c):\n    return 'x' * (20 << 20)\n"},
+             runtime="python3", handler="app.handler", memory_mb=512)
+    st, h, body = d.invoke("huge", {})
+    t.eq("response of 20 MiB (refused by the HTTP layer): Function.ResponseSizeTooLarge",
+         h.get("x-wisp-function-error"), "Function.ResponseSizeTooLarge")
 
     d.deploy("noentry", {"README": "no bootstrap here"}, runtime="provided")
     st, h, body = d.invoke("noentry", {})
