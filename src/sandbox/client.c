@@ -103,6 +103,10 @@ int wisp_sandbox_init(wisp_sandbox_t **out, const wisp_sandbox_config_t *cfg, wi
         .cgroup_name = cfg && cfg->cgroup_name ? cfg->cgroup_name : "wisp",
         .uid = cfg && cfg->uid ? cfg->uid : 65534,
         .gid = cfg && cfg->gid ? cfg->gid : 65534,
+        .pool_size = !cfg || cfg->pool_size == 0         ? WISP_SB_DEFAULT_POOL
+                     : cfg->pool_size < 0                ? 0
+                     : cfg->pool_size > WISP_SB_POOL_MAX ? WISP_SB_POOL_MAX
+                                                         : cfg->pool_size,
     };
     if (geteuid() != 0)
         return wisp_err_set(err, WISP_EUNAVAILABLE, "sandboxes need root");

@@ -38,6 +38,8 @@
 #define WISP_SB_DEFAULT_TMP_MB 512
 #define WISP_SB_DEFAULT_PORT 9001
 #define WISP_SB_HOSTNAME "wisp"
+#define WISP_SB_DEFAULT_POOL 8 /* ready network namespaces and cgroups */
+#define WISP_SB_POOL_MAX 64
 
 /* ---- protocol ---------------------------------------------------------------
  * One message per SOCK_SEQPACKET datagram, native byte order (both ends are
@@ -159,11 +161,28 @@ int wisp__cg_setup(struct wisp__cg *cg, const char *name, wisp_err_t *err)
 void wisp__cg_free(struct wisp__cg *cg);
 /* Remove the base folders if empty (clean shutdown). */
 void wisp__cg_teardown(const struct wisp__cg *cg);
-/* Create the groups of sandbox id with limits; procs_fds[c] is an open
- * cgroup.procs of each group the child must join (write "0"), -1 otherwise
- * (on v2 only procs_fds[0] is used). The caller closes them. */
+/* Create the groups of sandbox id with limits; procs_fds[c] is the open
+ * join file (v2 cgroup.procs, v1 tasks) of each group the child must join
+ * (write "0"), -1 otherwise (on v2 only procs_fds[0] is used). The caller
+ * closes them. */
 int wisp__cg_create(const struct wisp__cg *cg, const char *id, const struct wisp__cg_limits *lim,
                     int procs_fds[WISP_CG_N], wisp_err_t *err) __attribute__((warn_unused_result));
+/* Pooled groups: created ahead of time (the mkdir is what costs) under a
+ * name no sandbox id can take ("pool.<n>"), without limits; taking one
+ * renames it to the sandbox's id and writes the limits. cgroup v2 cannot
+ * rename groups, so pools exist only with v1 controllers (v1 and hybrid). */
+#define WISP_CG_POOL_PREFIX "pool."
+/* Can groups be pooled on this layout? */
+bool wisp__cg_pool_ok(const struct wisp__cg *cg);
+/* Create the pooled groups named name under every controller. */
+int wisp__cg_pool_make(const struct wisp__cg *cg, const char *name, wisp_err_t *err)
+    __attribute__((warn_unused_result));
+/* Make the pooled groups name those of sandbox id, as wisp__cg_create does.
+ * On failure the pooled groups are removed (the caller may then create the
+ * sandbox's groups with wisp__cg_create). */
+int wisp__cg_pool_take(const struct wisp__cg *cg, const char *name, const char *id,
+                       const struct wisp__cg_limits *lim, int procs_fds[WISP_CG_N], wisp_err_t *err)
+    __attribute__((warn_unused_result));
 /* SIGKILL every process in the groups of id; returns how many were seen. */
 int wisp__cg_kill(const struct wisp__cg *cg, const char *id);
 /* Remove the groups of id; true when none is left (false: busy, retry). */
@@ -193,6 +212,7 @@ void wisp__seccomp_free(struct sock_fprog *prog);
 struct wisp__rootfs {
     char *root_dir; /* empty folder the new root's tmpfs is mounted on */
     char *etc_dir;  /* template /etc, bound read-only */
+    char *tmpl_dir; /* the prepared read-only root (wisp__rootfs_template), or NULL */
     struct {
         const char *name; /* "usr", "lib", "bin"... */
         char *link;       /* symlink target, or NULL to bind the host folder */
@@ -204,6 +224,11 @@ struct wisp__rootfs {
 int wisp__rootfs_prepare(struct wisp__rootfs *fs, const char *state_dir, uid_t uid, gid_t gid,
                          wisp_err_t *err) __attribute__((warn_unused_result));
 void wisp__rootfs_free(struct wisp__rootfs *fs);
+/* Move the calling process (the spawner) into a mount namespace of its own
+ * and build there, once, the part of the root all sandboxes share; sets
+ * fs->tmpl_dir. Without it (failure) each sandbox builds its whole root. */
+int wisp__rootfs_template(struct wisp__rootfs *fs, wisp_err_t *err)
+    __attribute__((warn_unused_result));
 
 /* ---- the child ----------------------------------------------------------- */
 /* Everything a new sandbox process needs between clone and exec, prepared by
@@ -217,7 +242,7 @@ struct wisp__child {
     const cpu_set_t *cpus; /* the CPUs the sandbox may use (it starts pinned) */
     uid_t uid;
     gid_t gid;
-    int cg_fds[WISP_CG_N]; /* cgroup.procs to join, -1 if none */
+    int cg_fds[WISP_CG_N]; /* cgroup.procs or tasks to join, -1 if none */
     int netns_fd;          /* network namespace to enter */
     int out_w, err_w;      /* write ends of stdout and stderr */
     /* Filled by the child on failure. */

@@ -20,7 +20,18 @@
  *   /dev          null zero full random urandom device nodes and the usual
  *                 fd/stdin/stdout/stderr links; /dev/shm -> /tmp
  *
- * then pivot_root into it and detach the old root. Nothing else of the host
+ * then pivot_root into it and detach the old root.
+ *
+ * The shared part (the tmpfs, /usr..., /etc, /dev and the mount points) is
+ * built once by the spawner when it can, as a read-only template mounted at
+ * <state_dir>/root.tmpl in the spawner's own mount namespace (which goes
+ * away with the spawner): each sandbox's new mount namespace starts with a
+ * copy of it, so a sandbox only mounts its code, runtime, /tmp and /proc on
+ * the template's mount points and pivots into it (about 150 us less than
+ * building the whole root). The sandboxes then share the template's
+ * read-only tmpfs; /var/runtime exists (empty) even without a runtime
+ * folder. Without a template every sandbox builds the whole tree on
+ * <state_dir>/root. Nothing else of the host
  * (its /etc, /root, /home, the data folder, other functions' code) exists
  * inside. The child side must not allocate (see internal.h).
  */
@@ -188,6 +199,7 @@ fail:
 void wisp__rootfs_free(struct wisp__rootfs *fs)
 {
     free(fs->root_dir);
+    free(fs->tmpl_dir);
     free(fs->etc_dir);
     for (int i = 0; i < fs->ntop; i++)
         free(fs->top[i].link);
@@ -246,15 +258,14 @@ static int make_devices(struct wisp__child *c, const char *root)
     return 0;
 }
 
-int wisp__rootfs_enter(struct wisp__child *c)
+/* The parts of the root every sandbox shares: the tmpfs, the host's top-level
+ * folders, /etc, /dev and the mount points of the rest (/var/runtime only
+ * when runtime is true). */
+static int build_skeleton(struct wisp__child *c, const char *root, bool runtime)
 {
     const struct wisp__rootfs *fs = c->fs;
-    const char *root = fs->root_dir;
-    char path[PATH_MAX], opts[64];
-    const unsigned long ro_code = MS_NOSUID | MS_NODEV;
-
-    if (do_mount(c, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-        do_mount(c, "tmpfs", root, "tmpfs", MS_NOSUID, "size=1m,nr_inodes=1024,mode=755") < 0)
+    char path[PATH_MAX];
+    if (do_mount(c, "tmpfs", root, "tmpfs", MS_NOSUID, "size=1m,nr_inodes=1024,mode=755") < 0)
         return -1;
     for (int i = 0; i < fs->ntop; i++) {
         snprintf(path, sizeof path, "%s/%s", root, fs->top[i].name);
@@ -271,29 +282,82 @@ int wisp__rootfs_enter(struct wisp__child *c)
     snprintf(path, sizeof path, "%s/etc", root);
     if (bind_ro(c, fs->etc_dir, path, MS_NOSUID | MS_NODEV | MS_NOEXEC) < 0)
         return -1;
-    snprintf(path, sizeof path, "%s/var", root);
-    if (mkdir(path, 0755) < 0)
-        return wisp__child_fail(c, errno, "mkdir %s", path);
+    static const struct {
+        const char *name;
+        mode_t mode;
+    } dirs[] = {
+        {"var", 0755}, {"var/task", 0755}, {"var/runtime", 0755}, {"tmp", 0755}, {"proc", 0555}};
+    for (size_t i = 0; i < WISP_ARRAY_LEN(dirs); i++) {
+        if (!runtime && strcmp(dirs[i].name, "var/runtime") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", root, dirs[i].name);
+        if (mkdir(path, dirs[i].mode) < 0)
+            return wisp__child_fail(c, errno, "mkdir %s", path);
+    }
+    return make_devices(c, root);
+}
+
+int wisp__rootfs_template(struct wisp__rootfs *fs, wisp_err_t *err)
+{
+    if (unshare(CLONE_NEWNS) < 0)
+        return wisp_err_sys(err, errno, "unshare(CLONE_NEWNS)");
+    /* Our mounts stay ours; the host's later ones still reach us. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+        return wisp_err_sys(err, errno, "make / a slave mount");
+    char *dir = xasprintf("%s.tmpl", fs->root_dir);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        wisp_err_sys(err, errno, "mkdir %s", dir);
+        free(dir);
+        return -1;
+    }
+    struct wisp__child c;
+    memset(&c, 0, sizeof c);
+    c.fs = fs;
+    /* The modes are exact, as a sandbox child (umask 0) makes them. */
+    mode_t mask = umask(0);
+    int rc = build_skeleton(&c, dir, true);
+    umask(mask);
+    if (rc < 0 ||
+        do_mount(&c, NULL, dir, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID, NULL) < 0) {
+        wisp_err_set(err, WISP_EINTERNAL, "%s", c.fail_msg);
+        err->sys_errno = c.fail_errno;
+        umount2(dir, MNT_DETACH);
+        free(dir);
+        return -1;
+    }
+    fs->tmpl_dir = dir;
+    return 0;
+}
+
+int wisp__rootfs_enter(struct wisp__child *c)
+{
+    const struct wisp__rootfs *fs = c->fs;
+    /* With a template (a copy of it is in this new mount namespace) only the
+     * sandbox's own parts are mounted, on its read-only mount points. */
+    const char *root = fs->tmpl_dir ? fs->tmpl_dir : fs->root_dir;
+    char path[PATH_MAX], opts[64];
+    const unsigned long ro_code = MS_NOSUID | MS_NODEV;
+
+    if (do_mount(c, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return -1;
+    if (fs->tmpl_dir == NULL && build_skeleton(c, root, c->spec->runtime_dir != NULL) < 0)
+        return -1;
     snprintf(path, sizeof path, "%s/var/task", root);
-    if (bind_ro(c, c->spec->code_dir, path, ro_code) < 0)
+    if (do_mount(c, c->spec->code_dir, path, NULL, MS_BIND, NULL) < 0 ||
+        do_mount(c, NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | ro_code, NULL) < 0)
         return -1;
     if (c->spec->runtime_dir) {
         snprintf(path, sizeof path, "%s/var/runtime", root);
-        if (bind_ro(c, c->spec->runtime_dir, path, ro_code) < 0)
+        if (do_mount(c, c->spec->runtime_dir, path, NULL, MS_BIND, NULL) < 0 ||
+            do_mount(c, NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | ro_code, NULL) < 0)
             return -1;
     }
     snprintf(path, sizeof path, "%s/tmp", root);
     snprintf(opts, sizeof opts, "size=%um,mode=1777", c->spec->tmp_mb);
-    if (mkdir(path, 0755) < 0)
-        return wisp__child_fail(c, errno, "mkdir %s", path);
     if (do_mount(c, "tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
         return -1;
     snprintf(path, sizeof path, "%s/proc", root);
-    if (mkdir(path, 0555) < 0)
-        return wisp__child_fail(c, errno, "mkdir %s", path);
     if (do_mount(c, "proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-        return -1;
-    if (make_devices(c, root) < 0)
         return -1;
 
     /* Stack the old root under the new one, then detach it. */

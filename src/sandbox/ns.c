@@ -7,7 +7,7 @@
  * take locks or use stdio, and it reports a failure by filling struct
  * wisp__child (read by the spawner once clone returns) and _exit()ing.
  *
- * In order: join the cgroups (write "0" to the cgroup.procs files the
+ * In order: join the cgroups (write "0" to the cgroup.procs or tasks files the
  * spawner opened) and only then unshare the cgroup namespace (so that its
  * root is the sandbox's own group), join the prepared network namespace, set
  * the host name, build and enter the root file system, set up stdio (stdin

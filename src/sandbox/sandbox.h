@@ -38,6 +38,9 @@ typedef struct wisp_sandbox_config {
     const char *cgroup_name; /* leaf under each controller's current group; default "wisp" */
     uid_t uid;               /* unprivileged ids the sandboxes run as; default (0) 65534 */
     gid_t gid;
+    int pool_size; /* network namespaces (with their listener on port 9001) and
+                      cgroups the spawner keeps ready, refilled while idle;
+                      0: default (8); negative: no pools */
 } wisp_sandbox_config_t;
 
 typedef struct wisp_sandbox_spec {

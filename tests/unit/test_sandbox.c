@@ -124,16 +124,22 @@ static void fixture_init(void)
     CHECK(uv_loop_init(&F.loop) == 0);
 }
 
-static void fixture_up(void)
+static void fixture_up_pool(int pool_size)
 {
     fixture_init();
-    wisp_sandbox_config_t cfg = {.state_dir = F.state, .cgroup_name = F.cgname};
+    wisp_sandbox_config_t cfg = {
+        .state_dir = F.state, .cgroup_name = F.cgname, .pool_size = pool_size};
     wisp_err_t err;
     if (wisp_sandbox_init(&F.sb, &cfg, &err) < 0) {
         fprintf(stderr, "# init: %s\n", err.msg);
         CHECK(0);
     }
     CHECK(wisp_sandbox_attach(F.sb, &F.loop, on_exit_cb, NULL, &err) == 0);
+}
+
+static void fixture_up(void)
+{
+    fixture_up_pool(0);
 }
 
 /* Compile the probe into the code folder. */
@@ -929,9 +935,322 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-TEST(spawn_timing)
+/* ---- pools ------------------------------------------------------------------ */
+
+/* Our spawner: the child of this process named wisp-spawner. */
+static pid_t find_spawner(void)
 {
-    fixture_up();
+    pid_t found = -1;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char path[300], comm[64] = "";
+        snprintf(path, sizeof path, "/proc/%s/comm", e->d_name);
+        FILE *c = fopen(path, "r");
+        if (c == NULL)
+            continue;
+        bool named = fgets(comm, sizeof comm, c) && strcmp(comm, "wisp-spawner\n") == 0;
+        fclose(c);
+        pid_t pid = (pid_t)atoi(e->d_name);
+        if (named && parent_of(pid) == getpid())
+            found = pid;
+    }
+    if (d)
+        closedir(d);
+    CHECK(found > 0);
+    return found;
+}
+
+/* The inode of a network namespace link ("net:[123]"), 0 if not one. */
+static unsigned long net_inode(const char *link_path)
+{
+    char target[64];
+    ssize_t n = readlink(link_path, target, sizeof target - 1);
+    unsigned long ino = 0;
+    if (n <= 0)
+        return 0;
+    target[n] = '\0';
+    if (sscanf(target, "net:[%lu]", &ino) != 1)
+        return 0;
+    return ino;
+}
+
+static unsigned long netns_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
+    return net_inode(path);
+}
+
+/* The network namespaces the spawner holds descriptors of, other than its
+ * own: the ready pool. */
+static int held_netns(pid_t spawner, unsigned long *ino, int cap)
+{
+    unsigned long host = netns_of(getpid());
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)spawner);
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unsigned long i = net_inode(path);
+        if (i != 0 && i != host) {
+            CHECK(n < cap);
+            ino[n++] = i;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+static bool in_set(unsigned long x, const unsigned long *set, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (set[i] == x)
+            return true;
+    return false;
+}
+
+/* Pooled cgroups ("pool.<n>") under a controller's base folder. */
+static int pooled_groups(const char *ctrl)
+{
+    cleanup_free char *base = cg_base(ctrl);
+    DIR *d = opendir(base);
+    if (d == NULL)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, "pool.", 5) == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static bool v1_memory(void)
+{
+    return access("/sys/fs/cgroup/memory", F_OK) == 0;
+}
+
+/* Wait until the spawner's pools hold n items each (cgroups on v1 only). */
+static void wait_pools(pid_t spawner, int n)
+{
+    unsigned long ino[64];
+    for (int i = 0; i < 300; i++) {
+        if (held_netns(spawner, ino, 64) == n && (!v1_memory() || pooled_groups("memory") == n))
+            return;
+        usleep(10 * 1000);
+    }
+    fprintf(stderr, "# pools: %d namespaces, %d memory groups; want %d\n",
+            held_netns(spawner, ino, 64), pooled_groups("memory"), n);
+    CHECK(0);
+}
+
+static unsigned long read_ul(const char *ctrl, const char *id, const char *file)
+{
+    cleanup_free char *base = cg_base(ctrl);
+    cleanup_free char *path = xasprintf("%s/%s/%s", base, id, file);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    unsigned long v = 0;
+    CHECK(fscanf(f, "%lu", &v) == 1);
+    fclose(f);
+    return v;
+}
+
+TEST(pooled_items_are_used_once)
+{
+    fixture_up_pool(3);
+    pid_t spawner = find_spawner();
+    wait_pools(spawner, 3);
+    unsigned long ready[64], now[64];
+    int nready = held_netns(spawner, ready, 64);
+    const char *argv[] = {"/bin/sleep", "1000", NULL};
+    enum { N = 6 };
+    struct run *runs[N];
+    unsigned long ns[N];
+    char ids[N][16];
+    /* One at a time: each takes a namespace made ahead of time, which the
+     * spawner no longer holds once the sandbox is in it. */
+    snprintf(ids[0], sizeof ids[0], "used0");
+    wisp_sandbox_spec_t s = spec_for(ids[0], argv);
+    runs[0] = spawn(&s);
+    CHECK(runs[0]->ok);
+    ns[0] = netns_of(runs[0]->st.pid);
+    CHECK(in_set(ns[0], ready, nready));
+    wait_pools(spawner, 3);
+    int nnow = held_netns(spawner, now, 64);
+    CHECK(!in_set(ns[0], now, nnow));
+    /* Its pooled groups became its own, with the spec's limits. */
+    if (v1_memory()) {
+        CHECK_INT(read_ul("memory", "used0", "memory.limit_in_bytes"), 128ul << 20);
+        CHECK_INT(read_ul("pids", "used0", "pids.max"), 64);
+        CHECK_INT(read_ul("cpu", "used0", "cpu.shares"), 1024);
+        CHECK_INT(read_ul("memory", "used0", "cgroup.procs"), runs[0]->st.pid);
+    }
+    /* More at once than the pool holds: the rest are made inline. */
+    for (int i = 1; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "used%d", i);
+        wisp_sandbox_spec_t si = spec_for(ids[i], argv);
+        si.cpu_weight = 0;
+        runs[i] = new_run(ids[i]);
+        wisp_err_t err;
+        CHECK(wisp_sandbox_spawn(F.sb, &si, on_spawn_cb, runs[i], &err) == 0);
+    }
+    for (int i = 1; i < N; i++) {
+        while (!runs[i]->replied)
+            uv_run(&F.loop, UV_RUN_ONCE);
+        CHECK(runs[i]->ok);
+        ns[i] = netns_of(runs[i]->st.pid);
+        CHECK(ns[i] != 0);
+        if (v1_memory())
+            CHECK(!cg_exists("cpu", ids[i]));
+    }
+    wait_pools(spawner, 3);
+    nnow = held_netns(spawner, now, 64);
+    for (int i = 0; i < N; i++) {
+        CHECK(!in_set(ns[i], now, nnow));
+        for (int j = 0; j < i; j++)
+            CHECK(ns[i] != ns[j]);
+    }
+    for (int i = 0; i < N; i++) {
+        wisp_sandbox_kill(F.sb, ids[i]);
+        finish(runs[i]);
+        CHECK(!cg_exists("memory", ids[i]) && !cg_exists("pids", ids[i]));
+    }
+    /* Closing removes the pooled groups too (fixture_down checks that the
+     * base folders are gone). */
+    fixture_down();
+}
+
+TEST(pooled_env_is_isolated)
+{
+    fixture_up_pool(2);
+    build_probe();
+    pid_t spawner = find_spawner();
+    wait_pools(spawner, 2);
+    unsigned long ready[64], now[64];
+    int nready = held_netns(spawner, ready, 64);
+    int host = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(host, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(host, 8) == 0);
+    socklen_t sl = sizeof sa;
+    CHECK(getsockname(host, (struct sockaddr *)&sa, &sl) == 0);
+    char hostport[16];
+    snprintf(hostport, sizeof hostport, "%u", ntohs(sa.sin_port));
+    const char *argv[] = {"/var/task/probe", "net", "9001", hostport, NULL};
+    for (int round = 0; round < 3; round++) {
+        char id[16];
+        snprintf(id, sizeof id, "pnet%d", round);
+        wisp_sandbox_spec_t s = spec_for(id, argv);
+        struct run *r = spawn(&s);
+        CHECK(r->ok);
+        int conn = accept(r->st.api_fd, NULL, NULL);
+        CHECK(conn >= 0);
+        char hello[8] = "";
+        CHECK(read(conn, hello, 5) == 5 && memcmp(hello, "hello", 5) == 0);
+        close(conn);
+        finish(r);
+        CHECK_LINE(r->out, "api=ok");
+        CHECK_LINE(r->out, "host=ECONNREFUSED");
+        CHECK_LINE(r->out, "lo_up=1");
+        CHECK_LINE(r->out, "ifaces=lo,");
+        /* The namespace it ran in came from the pool and is not kept. */
+        wait_pools(spawner, 2);
+        int nnow = held_netns(spawner, now, 64);
+        int kept = 0;
+        for (int i = 0; i < nready; i++)
+            kept += in_set(ready[i], now, nnow);
+        CHECK_INT(kept, nready - 1);
+        nready = held_netns(spawner, ready, 64);
+    }
+    close(host);
+    fixture_down();
+}
+
+TEST(pooled_groups_never_take_an_existing_name)
+{
+    fixture_up_pool(2);
+    pid_t spawner = find_spawner();
+    wait_pools(spawner, 2);
+    /* A group of that name exists already (a sandbox whose groups could not
+     * be removed): a pooled group must not replace it or be joined to it. */
+    cleanup_free char *mem = cg_base("memory");
+    cleanup_free char *clash = xasprintf("%s/clash", mem);
+    CHECK(mkdir(clash, 0755) == 0);
+    const char *argv[] = {"/bin/true", NULL};
+    wisp_sandbox_spec_t s = spec_for("clash", argv);
+    struct run *r = spawn(&s);
+    CHECK(!r->ok);
+    CHECK_INT(r->err.code, WISP_ECONFLICT);
+    struct stat st;
+    CHECK(stat(clash, &st) == 0);
+    cleanup_free char *limit = xasprintf("%s/memory.limit_in_bytes", clash);
+    FILE *f = fopen(limit, "r");
+    unsigned long long v = 0;
+    CHECK(f != NULL && fscanf(f, "%llu", &v) == 1);
+    fclose(f);
+    CHECK(v > (128ull << 20)); /* untouched: no limit written */
+    CHECK(!cg_exists("pids", "clash"));
+    CHECK(rmdir(clash) == 0);
+    /* Spawning still works, and the pools are whole again. */
+    wisp_sandbox_spec_t ok = spec_for("after", argv);
+    struct run *r2 = run_to_end(&ok);
+    CHECK(WIFEXITED(r2->status) && WEXITSTATUS(r2->status) == 0);
+    wait_pools(spawner, 2);
+    fixture_down();
+}
+
+TEST(pools_can_be_disabled)
+{
+    fixture_up_pool(-1);
+    pid_t spawner = find_spawner();
+    const char *argv[] = {"/bin/true", NULL};
+    wisp_sandbox_spec_t s = spec_for("nopool", argv);
+    struct run *r = run_to_end(&s);
+    CHECK(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0);
+    usleep(50 * 1000);
+    unsigned long ino[64];
+    CHECK_INT(held_netns(spawner, ino, 64), 0);
+    CHECK_INT(pooled_groups("memory"), 0);
+    CHECK_INT(pooled_groups("pids"), 0);
+    fixture_down();
+}
+
+TEST(pool_leftovers_are_removed_at_start)
+{
+    fixture_up_pool(4);
+    if (!v1_memory()) {
+        fixture_down();
+        SKIP("cgroups are pooled on v1 controllers only");
+    }
+    pid_t spawner = find_spawner();
+    wait_pools(spawner, 4);
+    /* A crash leaves the pooled groups behind... */
+    CHECK(kill(spawner, SIGKILL) == 0);
+    for (int i = 0; i < 300 && kill(spawner, 0) == 0; i++)
+        usleep(10 * 1000);
+    wisp_sandbox_close(F.sb);
+    F.sb = NULL;
+    CHECK_INT(pooled_groups("memory"), 4);
+    CHECK_INT(pooled_groups("pids"), 4);
+    /* ...and the next start removes them. */
+    wisp_sandbox_config_t cfg = {.state_dir = F.state, .cgroup_name = F.cgname, .pool_size = -1};
+    wisp_err_t err;
+    CHECK(wisp_sandbox_init(&F.sb, &cfg, &err) == 0);
+    CHECK(wisp_sandbox_attach(F.sb, &F.loop, on_exit_cb, NULL, &err) == 0);
+    CHECK_INT(pooled_groups("memory"), 0);
+    CHECK_INT(pooled_groups("pids"), 0);
+    CHECK_INT(pooled_groups("cpu"), 0);
+    fixture_down();
+}
+
+static void time_spawns(const char *label)
+{
     enum { N = 30 };
     uint64_t setup[N], reply[N], total[N];
     const char *argv[] = {"/bin/true", NULL};
@@ -947,16 +1266,32 @@ TEST(spawn_timing)
         total[i] = wisp_mono_ns() - r->t_spawn;
         free(r);
         F.nruns--;
+        /* A cold start arrives after some idle time: let the pools refill. */
+        usleep(5 * 1000);
     }
     qsort(setup, N, sizeof setup[0], cmp_u64);
     qsort(reply, N, sizeof reply[0], cmp_u64);
     qsort(total, N, sizeof total[0], cmp_u64);
-    printf("# spawn (cgroups %s): spawner setup median %.0f us (max %.0f), request to reply "
+    printf("# spawn %s (cgroups %s): spawner setup median %.0f us (max %.0f), request to reply "
            "median %.0f us, to exit event of /bin/true median %.0f us\n",
-           wisp_sandbox_cgroup_mode(F.sb), setup[N / 2] / 1e3, setup[N - 1] / 1e3,
+           label, wisp_sandbox_cgroup_mode(F.sb), setup[N / 2] / 1e3, setup[N - 1] / 1e3,
            reply[N / 2] / 1e3, total[N / 2] / 1e3);
     fflush(stdout);
     CHECK(setup[N / 2] < 100ull * 1000 * 1000);
+}
+
+TEST(spawn_timing_without_pools)
+{
+    fixture_up_pool(-1);
+    time_spawns("without pools");
+    fixture_down();
+}
+
+TEST(spawn_timing)
+{
+    fixture_up();
+    wait_pools(find_spawner(), 8);
+    time_spawns("with pools");
     fixture_down();
 }
 
@@ -1030,4 +1365,7 @@ TAP_MAIN(CASE(runs_unprivileged_and_confined), CASE(sees_only_its_own_file_syste
          CASE(stdout_stderr_and_exit_status), CASE(bad_entrypoint_is_a_clear_error),
          CASE(invalid_specs_fail_at_once), CASE(python_and_node_run), CASE(many_sandboxes_at_once),
          CASE(spawner_crash_is_reported_and_cleaned_up), CASE(daemon_death_kills_sandboxes),
+         CASE(pooled_items_are_used_once), CASE(pooled_env_is_isolated),
+         CASE(pooled_groups_never_take_an_existing_name), CASE(pools_can_be_disabled),
+         CASE(pool_leftovers_are_removed_at_start), CASE(spawn_timing_without_pools),
          CASE(spawn_timing), CASE(no_leftovers))
