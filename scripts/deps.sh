@@ -10,7 +10,7 @@ set -euo pipefail
 
 build_pkgs=(gcc make pkg-config libc6-dev libuv1-dev libhttp-parser-dev libjansson-dev
     libsqlite3-dev libseccomp-dev libcap-dev libarchive-dev libssl-dev libcurl4-openssl-dev
-    python3 nodejs zip)
+    python3 nodejs zip curl)
 test_pkgs=(clang clang-format libclang-rt-14-dev curl awscli python3-boto3 unzip iproute2 procps
     util-linux file)
 bench_pkgs=(nginx wrk crun hyperfine)

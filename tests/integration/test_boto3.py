@@ -11,7 +11,7 @@ from wisplib import Daemon, Tap, zip_bytes
 
 import botocore.exceptions
 
-t = Tap(21)
+t = Tap(23)
 ROLE = "arn:aws:iam::000000000000:role/wisp"
 
 
@@ -42,6 +42,19 @@ with Daemon() as d:
     t.eq("X-Amz-Executed-Version", r.get("ExecutedVersion"), "$LATEST")
     r = lam.invoke(FunctionName="b1:$LATEST", Payload=b"")
     t.eq("empty payload and $LATEST qualifier", json.loads(r["Payload"].read()), {"got": {}})
+    ccode = zip_bytes({"app.py": "def handler(event, context):\n"
+                       "    return context.client_context.custom if context.client_context else None\n"})
+    lam.create_function(FunctionName="bcc", Runtime="python3.11", Role=ROLE, Handler="app.handler",
+                        Code={"ZipFile": ccode})
+    cc = base64.b64encode(json.dumps({"custom": {"tenant": "t1"}, "env": {}, "client": {}}).encode()).decode()
+    r = lam.invoke(FunctionName="bcc", ClientContext=cc)
+    t.eq("ClientContext reaches context.client_context", json.loads(r["Payload"].read()), {"tenant": "t1"})
+    try:
+        lam.invoke(FunctionName="bcc", ClientContext="not base64 json!")
+        t.ok(False, "bad ClientContext refused")
+    except botocore.exceptions.ClientError as e:
+        t.eq("bad ClientContext: 400", e.response["ResponseMetadata"]["HTTPStatusCode"], 400)
+    lam.delete_function(FunctionName="bcc")
 
     nodezip = zip_bytes({"index.mjs": "export const handler = async (e) => ({node: e.v});\n"})
     lam.create_function(FunctionName="b2", Runtime="nodejs20.x", Role=ROLE, Handler="index.handler",
