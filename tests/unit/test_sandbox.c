@@ -1205,6 +1205,39 @@ TEST(pooled_groups_never_take_an_existing_name)
     fixture_down();
 }
 
+TEST(shared_root_template_stays_private)
+{
+    fixture_up_pool(2);
+    /* The template lives in the spawner's own mount namespace only. */
+    char line[1024];
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    CHECK(f != NULL);
+    while (fgets(line, sizeof line, f))
+        CHECK(strstr(line, F.top) == NULL);
+    fclose(f);
+    /* Sandboxes share its read-only part; nothing one writes reaches the next. */
+    const char *write_argv[] = {"/bin/sh", "-c",
+                                "echo a > /tmp/mark; mkdir /var/x 2>/dev/null || echo var-ro; "
+                                "touch /dev/x 2>/dev/null || echo dev-ro; "
+                                "touch /proc/../x 2>/dev/null || echo root-ro",
+                                NULL};
+    wisp_sandbox_spec_t a = spec_for("tmpl-a", write_argv);
+    struct run *ra = run_to_end(&a);
+    CHECK_LINE(ra->out, "var-ro");
+    CHECK_LINE(ra->out, "dev-ro");
+    CHECK_LINE(ra->out, "root-ro");
+    const char *check_argv[] = {"/bin/sh", "-c",
+                                "test -e /tmp/mark || echo no-mark; test -e /var/x || echo no-x; "
+                                "ls /var/runtime | wc -l",
+                                NULL};
+    wisp_sandbox_spec_t b = spec_for("tmpl-b", check_argv);
+    struct run *rb = run_to_end(&b);
+    CHECK_LINE(rb->out, "no-mark");
+    CHECK_LINE(rb->out, "no-x");
+    CHECK_LINE(rb->out, "0"); /* an empty mount point without a runtime folder */
+    fixture_down();
+}
+
 TEST(pools_can_be_disabled)
 {
     fixture_up_pool(-1);
@@ -1366,6 +1399,6 @@ TAP_MAIN(CASE(runs_unprivileged_and_confined), CASE(sees_only_its_own_file_syste
          CASE(invalid_specs_fail_at_once), CASE(python_and_node_run), CASE(many_sandboxes_at_once),
          CASE(spawner_crash_is_reported_and_cleaned_up), CASE(daemon_death_kills_sandboxes),
          CASE(pooled_items_are_used_once), CASE(pooled_env_is_isolated),
-         CASE(pooled_groups_never_take_an_existing_name), CASE(pools_can_be_disabled),
-         CASE(pool_leftovers_are_removed_at_start), CASE(spawn_timing_without_pools),
-         CASE(spawn_timing), CASE(no_leftovers))
+         CASE(pooled_groups_never_take_an_existing_name), CASE(shared_root_template_stays_private),
+         CASE(pools_can_be_disabled), CASE(pool_leftovers_are_removed_at_start),
+         CASE(spawn_timing_without_pools), CASE(spawn_timing), CASE(no_leftovers))
