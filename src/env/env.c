@@ -66,6 +66,10 @@ static void close_handle(wisp_env_t *env, uv_handle_t *h)
 static void env_free(wisp_env_t *env)
 {
     unlink_env(env);
+    if (env->peak_fd >= 0) {
+        close(env->peak_fd);
+        env->peak_fd = -1;
+    }
     if (env->listener) {
         wisp_http_listener_close(env->listener);
         env->listener = NULL;
@@ -453,6 +457,7 @@ wisp_env_t *wisp_env_start(wisp_env_system_t *sys, const wisp_sandbox_spec_t *sp
     env->owner = owner;
     env->state = WISP_ENV_STARTING;
     env->cold = true;
+    env->peak_fd = -1;
     env->memory_mb = spec->memory_mb;
     env->start_ns = wisp_mono_ns();
     env->timer = xcalloc(1, sizeof *env->timer);
@@ -514,7 +519,9 @@ void wisp_env_retire(wisp_env_t *env)
 
 unsigned wisp_env_peak_mb(wisp_env_t *env)
 {
-    uint64_t b = wisp_sandbox_mem_peak(env->sys->sandbox, env->id);
+    if (env->peak_fd < 0 && env->spawned)
+        env->peak_fd = wisp_sandbox_mem_peak_open(env->sys->sandbox, env->id);
+    uint64_t b = wisp_sandbox_mem_peak_read(env->peak_fd);
     return (unsigned)((b + (1u << 20) - 1) >> 20);
 }
 

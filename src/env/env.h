@@ -116,6 +116,7 @@ struct wisp_env {
     bool oom;
     uint64_t peak_mem;
     int pending_closes; /* handles still closing before the env can be freed */
+    int peak_fd;        /* memory high-water mark file, opened on first use; -1 */
 };
 
 /* Start an env: spawn the sandbox (spec is copied). The env is STARTING; the

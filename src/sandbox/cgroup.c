@@ -558,6 +558,17 @@ uint64_t wisp__cg_peak(const struct wisp__cg *cg, const char *id)
     return strtoull(buf, NULL, 10);
 }
 
+int wisp__cg_peak_open(const struct wisp__cg *cg, const char *id)
+{
+    char path[PATH_MAX];
+    const char *dir = cg->base[WISP_CG_MEMORY];
+    if (dir == NULL || !wisp__sb_id_valid(id) ||
+        snprintf(path, sizeof path, "%s/%s/%s", dir, id,
+                 cg->unified ? "memory.peak" : "memory.max_usage_in_bytes") >= (int)sizeof path)
+        return -1;
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
 bool wisp__cg_oom(const struct wisp__cg *cg, const char *id)
 {
     char buf[1024];

@@ -453,6 +453,21 @@ uint64_t wisp_sandbox_mem_peak(wisp_sandbox_t *sb, const char *id)
     return wisp__cg_peak(&sb->cg, id);
 }
 
+int wisp_sandbox_mem_peak_open(wisp_sandbox_t *sb, const char *id)
+{
+    return wisp__cg_peak_open(&sb->cg, id);
+}
+
+uint64_t wisp_sandbox_mem_peak_read(int fd)
+{
+    char buf[64];
+    ssize_t n = fd >= 0 ? pread(fd, buf, sizeof buf - 1, 0) : -1;
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    return strtoull(buf, NULL, 10);
+}
+
 unsigned wisp_sandbox_count(wisp_sandbox_t *sb)
 {
     return sb->nlive;

@@ -189,6 +189,8 @@ int wisp__cg_kill(const struct wisp__cg *cg, const char *id);
 bool wisp__cg_destroy(const struct wisp__cg *cg, const char *id);
 /* Memory high-water mark in bytes (0 if unknown). */
 uint64_t wisp__cg_peak(const struct wisp__cg *cg, const char *id);
+/* An open descriptor on the memory high-water mark file (-1 if none). */
+int wisp__cg_peak_open(const struct wisp__cg *cg, const char *id);
 /* Did the OOM killer act in the memory group of id? */
 bool wisp__cg_oom(const struct wisp__cg *cg, const char *id);
 

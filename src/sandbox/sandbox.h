@@ -101,6 +101,11 @@ int wisp_sandbox_spawn(wisp_sandbox_t *sb, const wisp_sandbox_spec_t *spec,
 void wisp_sandbox_kill(wisp_sandbox_t *sb, const char *id);
 /* Current memory high-water mark of a live sandbox in bytes (0 if unknown). */
 uint64_t wisp_sandbox_mem_peak(wisp_sandbox_t *sb, const char *id);
+/* The same read through a descriptor kept open (saves an open/close per
+ * invocation): open returns -1 if unknown; the caller closes it. read gives 0
+ * on any failure. */
+int wisp_sandbox_mem_peak_open(wisp_sandbox_t *sb, const char *id);
+uint64_t wisp_sandbox_mem_peak_read(int fd);
 /* Number of live sandboxes. */
 unsigned wisp_sandbox_count(wisp_sandbox_t *sb);
 /* Detected cgroup layout: "v2", "v1", "hybrid" (or "none"). */
