@@ -98,9 +98,10 @@ struct spawner {
     int nnets;
     unsigned cgs[WISP_SB_POOL_MAX]; /* the cgroup pool: numbers of "pool.<n>" groups */
     int ncgs;
-    unsigned next_cg;     /* number of the next pooled group */
-    bool net_pool_broken; /* making a pooled namespace failed; stop trying */
-    bool cg_pool_broken;  /* making a pooled group failed; stop trying */
+    unsigned next_cg;       /* number of the next pooled group */
+    bool net_pool_broken;   /* making a pooled namespace failed; stop trying */
+    bool cg_pool_broken;    /* making a pooled group failed; stop trying */
+    uint64_t last_spawn_ns; /* CLOCK_MONOTONIC of the last spawn request */
 };
 
 static struct sbx *find_id(struct spawner *s, const char *id)
@@ -556,7 +557,10 @@ static void handle_messages(struct spawner *s, void *buf)
         if ((size_t)n < sizeof(struct wisp__sb_hdr))
             continue;
         switch (((const struct wisp__sb_hdr *)buf)->type) {
-        case WISP_SB_SPAWN: do_spawn(s, buf, (size_t)n); break;
+        case WISP_SB_SPAWN:
+            do_spawn(s, buf, (size_t)n);
+            s->last_spawn_ns = wisp_mono_ns();
+            break;
         case WISP_SB_KILL: do_kill(s, buf, (size_t)n); break;
         case WISP_SB_SHUTDOWN: shutdown_all(s, 0);
         default: break;
@@ -588,12 +592,23 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
         bool busy = false;
         for (struct sbx *b = s.list; b && !busy; b = b->next)
             busy = b->reaped;
+        /* Refill once REFILL_IDLE_MS passed since the last spawn (exits and
+         * kills do not delay it: under a steady stream of short-lived envs
+         * the pools would otherwise never refill). */
         bool refill = want_net(&s) || want_cg(&s);
-        int n = poll(p, 2, refill ? REFILL_IDLE_MS : busy ? FINALIZE_RETRY_MS : -1);
+        uint64_t since = wisp_mono_ns() - s.last_spawn_ns;
+        uint64_t idle = (uint64_t)REFILL_IDLE_MS * 1000000u;
+        int timeout = busy ? FINALIZE_RETRY_MS : -1;
+        if (refill) {
+            int left = since >= idle ? 0 : (int)((idle - since) / 1000000u) + 1;
+            timeout = timeout < 0 || left < timeout ? left : timeout;
+        }
+        int n = poll(p, 2, timeout);
         if (n < 0 && errno != EINTR)
             shutdown_all(&s, 1);
-        /* Idle for a while: add to the pools and look again. */
-        if (n == 0 && refill)
+        /* No request waiting and the last spawn is long enough ago: add one
+         * item to each pool, then look again. */
+        if (refill && !(p[1].revents & POLLIN) && wisp_mono_ns() - s.last_spawn_ns >= idle)
             refill_one(&s);
         if (p[0].revents & POLLIN)
             handle_signals(&s);
