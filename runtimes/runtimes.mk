@@ -3,6 +3,7 @@
 #
 #   make runtimes   $(BUILD)/runtimes/: the folder to mount at /var/runtime
 #                     python3/bootstrap.py, python3/wisp_bootstrap.py (+ its .pyc)
+#                     python3/zygote.py, python3/libwispenter.so (the python3 zygote)
 #                     nodejs/bootstrap.js
 #                     libwisp_runtime.a, include/wisp_runtime.h (for C functions)
 #   make examples   $(BUILD)/examples/<name>/bootstrap for every examples/<name>/main.c,
@@ -20,7 +21,8 @@ RT_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O2 -g0 $(WARN) -Iruntimes/c
 RT_LDFLAGS := -static
 
 RT_FILES := $(RT_OUT)/python3/bootstrap.py $(RT_OUT)/python3/wisp_bootstrap.py \
-            $(RT_OUT)/python3/.compiled $(RT_OUT)/nodejs/bootstrap.js \
+            $(RT_OUT)/python3/.compiled $(RT_OUT)/python3/zygote.py \
+            $(RT_OUT)/python3/libwispenter.so $(RT_OUT)/nodejs/bootstrap.js \
             $(RT_OUT)/libwisp_runtime.a $(RT_OUT)/include/wisp_runtime.h
 EXAMPLE_C_NAMES := $(patsubst examples/%/main.c,%,$(wildcard examples/*/main.c))
 EXAMPLE_C_BINS := $(EXAMPLE_C_NAMES:%=$(BUILD)/examples/%/bootstrap)
@@ -40,6 +42,18 @@ $(RT_OUT)/python3/.compiled: $(RT_OUT)/python3/wisp_bootstrap.py
 	$(Q)rm -rf $(@D)/__pycache__
 	$(Q)if [ -x $(RT_PYTHON) ]; then $(RT_PYTHON) -m py_compile $<; fi
 	$(Q)touch $@
+
+# The C half of the python3 zygote (src/sandbox/zygote_child.c), loaded with
+# ctypes by zygote.py: the sandbox set-up code of the spawner, position-independent.
+ZYG_SRCS := src/core/buf.c src/core/err.c src/core/log.c src/core/util.c src/sandbox/ns.c \
+            src/sandbox/mounts.c src/sandbox/protocol.c src/sandbox/seccomp.c \
+            src/sandbox/zygote_child.c
+$(RT_OUT)/python3/libwispenter.so: $(ZYG_SRCS) src/sandbox/internal.h src/sandbox/sandbox.h
+	@mkdir -p $(@D)
+	@echo "  SO      $@"
+	$(Q)$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -g0 -fPIC -shared $(WARN) -Isrc \
+	    $(shell pkg-config --cflags libseccomp libcap jansson) -o $@ $(ZYG_SRCS) \
+	    $(shell pkg-config --libs libseccomp libcap jansson)
 
 $(RT_OUT)/nodejs/bootstrap.js: runtimes/nodejs/bootstrap.js
 	@mkdir -p $(@D)

@@ -386,6 +386,7 @@ static void start_env(wisp_invoker_t *inv, struct fnstate *fs, bool provisioned)
                                        : weight,
         .nofile = 1024,
         .api_port = 9001,
+        .zygote = argv == argv_python ? "python3" : NULL,
     };
     fs->live++;
     inv->live++;

@@ -107,6 +107,8 @@ int wisp_sandbox_init(wisp_sandbox_t **out, const wisp_sandbox_config_t *cfg, wi
                      : cfg->pool_size < 0                ? 0
                      : cfg->pool_size > WISP_SB_POOL_MAX ? WISP_SB_POOL_MAX
                                                          : cfg->pool_size,
+        .no_zygote = (cfg && cfg->no_zygote) ||
+                     (getenv("WISP_ZYGOTE") && strcmp(getenv("WISP_ZYGOTE"), "0") == 0),
     };
     if (geteuid() != 0)
         return wisp_err_set(err, WISP_EUNAVAILABLE, "sandboxes need root");
@@ -254,7 +256,8 @@ static void on_spawned(wisp_sandbox_t *sb, const struct wisp__sb_result *r, int 
                                      .api_fd = fds[0],
                                      .out_fd = fds[1],
                                      .err_fd = fds[2],
-                                     .setup_ns = r->setup_ns};
+                                     .setup_ns = r->setup_ns,
+                                     .zygote = r->zygote != 0};
         p->cb(p->data, &st, NULL);
     } else {
         close_fds(fds, nfds);

@@ -71,12 +71,15 @@ struct wisp__sb_spawn {
     uint32_t nofile;
     uint16_t api_port;
     uint8_t has_runtime;
-    uint8_t pad_;
+    uint8_t zygote; /* enum wisp__sb_zygote */
     uint32_t argc;
     uint32_t envc;
     uint32_t strings_len;
     char strings[];
 };
+
+/* Zygotes a spawn request may use. */
+enum wisp__sb_zygote { WISP_SB_ZYG_NONE, WISP_SB_ZYG_PYTHON3 };
 
 /* Reply to SPAWN (with three fds on success) and the READY greeting. */
 struct wisp__sb_result {
@@ -84,7 +87,7 @@ struct wisp__sb_result {
     int32_t code;      /* wisp_errcode_t; WISP_OK on success */
     int32_t sys_errno; /* errno behind a failure */
     int32_t pid;       /* host pid of the sandbox's first process */
-    uint32_t pad_;
+    uint32_t zygote;   /* 1 if forked from a zygote */
     uint64_t setup_ns; /* spawner time spent on the request */
     char msg[512];     /* failure text, NUL-terminated */
 };
@@ -114,6 +117,7 @@ struct wisp__sb_spec {
     char **envp;             /* NULL-terminated */
     unsigned memory_mb, tmp_mb, pids_max, cpu_weight, nofile;
     uint16_t api_port;
+    unsigned zygote; /* enum wisp__sb_zygote */
 };
 
 /* Is id a valid sandbox id ([A-Za-z0-9_-]{1,64})? */
@@ -126,7 +130,10 @@ int wisp__sb_encode_spawn(const wisp_sandbox_spec_t *spec, uint32_t seq, void **
 int wisp__sb_decode_spawn(const void *msg, size_t len, struct wisp__sb_spec *spec, wisp_err_t *err)
     __attribute__((warn_unused_result));
 void wisp__sb_spec_free(struct wisp__sb_spec *spec);
-/* Send one message with up to 3 fds; -1 with errno on failure. flags go to sendmsg. */
+#define WISP_SB_FDS_MAX 8 /* most descriptors in one message */
+
+/* Send one message with up to WISP_SB_FDS_MAX fds; -1 with errno on failure.
+ * flags go to sendmsg. */
 int wisp__sb_send(int sock, const void *msg, size_t len, const int *fds, int nfds, int flags);
 /* Receive one message into buf (cap bytes) and up to *nfds fds (close-on-exec).
  * Returns the length, 0 at EOF, -1 with errno (EMSGSIZE if truncated; any
@@ -247,6 +254,8 @@ struct wisp__child {
     int cg_fds[WISP_CG_N]; /* cgroup.procs or tasks to join, -1 if none */
     int netns_fd;          /* network namespace to enter */
     int out_w, err_w;      /* write ends of stdout and stderr */
+    int keep_fd;           /* a descriptor (>= 3) to keep open, -1 for none: set only on the
+                              zygote path, which also keeps the interpreter's signal state */
     /* Filled by the child on failure. */
     int fail_errno;
     bool fail_exec; /* execve itself failed */
@@ -258,11 +267,41 @@ struct wisp__child {
 
 /* The child's entry point for clone(): never returns on success. */
 int wisp__child_main(void *arg);
+/* Everything the child does except the exec (also used by zygote-born
+ * sandboxes); -1 with c's error fields filled. */
+int wisp__child_setup(struct wisp__child *c);
 /* Mount the sandbox root and pivot into it (called by the child). */
 int wisp__rootfs_enter(struct wisp__child *c);
 /* Record a failure in c (printf-style) and return -1. */
 int wisp__child_fail(struct wisp__child *c, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ---- zygotes (zygote_child.c; the spawner's side is in spawner.c) ---------- */
+#define WISP_ZYG_TIMEOUT_MS 5000             /* longest wait for a zygote-born sandbox's setup */
+#define WISP_ZYG_ENV_SPACE "_WISP_ENV_SPACE" /* filler variable in the zygote's environment */
+
+/* Spawner -> zygote: this header, then the daemon's SPAWN message as is;
+ * descriptors: status pipe, network namespace, stdout and stderr write ends,
+ * then the cgroup join files of the controllers set in cg_mask, in order. */
+struct wisp__zyg_req {
+    uint32_t cg_mask;
+    uint32_t pad_;
+};
+
+enum { WISP_ZYG_PID = 1, WISP_ZYG_OK, WISP_ZYG_FAIL };
+
+/* One record on the status pipe. */
+struct wisp__zyg_status {
+    int32_t kind;  /* WISP_ZYG_* */
+    int32_t value; /* the host pid (PID) or the errno (FAIL) */
+    char msg[400]; /* failure text */
+};
+
+/* Called by the zygote's interpreter (ctypes), see zygote_child.c. */
+int wisp_zygote_init(const char *tmpl_dir, unsigned uid, unsigned gid, char *errbuf, size_t errlen);
+int wisp_zygote_fork(int status_fd);
+int wisp_zygote_enter(const void *msg, size_t len, const int *fds, int nfds);
+const char *wisp_zygote_env(unsigned i);
 
 /* ---- the spawner --------------------------------------------------------- */
 /* Run the spawner in the process just forked from the daemon (pid daemon);

@@ -17,6 +17,10 @@
  * SIGKILL when the spawner dies, restore signals, widen the CPU affinity
  * (the spawner starts it pinned to its own CPU), load the precompiled
  * seccomp program and exec argv with exactly envp.
+ *
+ * wisp__child_setup is all of that but the exec; a zygote-born sandbox
+ * (zygote.c) runs it too, in its own process, and then goes on in the
+ * interpreter it already is.
  */
 #include <fcntl.h>
 #include <linux/seccomp.h>
@@ -70,7 +74,11 @@ static int setup_stdio(struct wisp__child *c)
         return wisp__child_fail(c, errno, "open /dev/null");
     if (dup2(null, 0) < 0 || dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
         return wisp__child_fail(c, errno, "dup2");
-    if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0)
+    /* Everything else goes, except the zygote path's status pipe. */
+    int keep = c->keep_fd;
+    if (keep > 3 && syscall(SYS_close_range, 3U, (unsigned)keep - 1, 0U) < 0)
+        return wisp__child_fail(c, errno, "close_range");
+    if (syscall(SYS_close_range, keep >= 3 ? (unsigned)keep + 1 : 3U, ~0U, 0U) < 0)
         return wisp__child_fail(c, errno, "close_range");
     return 0;
 }
@@ -129,7 +137,7 @@ static void restore_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-static int run(struct wisp__child *c)
+int wisp__child_setup(struct wisp__child *c)
 {
     if (join_cgroups_and_net(c) < 0)
         return -1;
@@ -140,12 +148,21 @@ static int run(struct wisp__child *c)
         return wisp__child_fail(c, errno, "chdir /var/task");
     if (drop_privileges(c, c->empty_caps) < 0)
         return -1;
-    restore_signals();
+    /* A zygote's interpreter keeps the signal state it set up itself. */
+    if (c->keep_fd < 0)
+        restore_signals();
     umask(022);
     if (c->cpus)
         sched_setaffinity(0, sizeof *c->cpus, c->cpus);
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, c->seccomp) < 0)
         return wisp__child_fail(c, errno, "load the seccomp filter");
+    return 0;
+}
+
+static int run(struct wisp__child *c)
+{
+    if (wisp__child_setup(c) < 0)
+        return -1;
     execve(c->spec->argv[0], c->spec->argv, c->spec->envp);
     c->fail_exec = true;
     return wisp__child_fail(c, errno, "exec %s", c->spec->argv[0]);

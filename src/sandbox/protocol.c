@@ -66,6 +66,8 @@ int wisp__sb_encode_spawn(const wisp_sandbox_spec_t *spec, uint32_t seq, void **
         .nofile = spec->nofile ? spec->nofile : WISP_SB_DEFAULT_NOFILE,
         .api_port = spec->api_port ? spec->api_port : WISP_SB_DEFAULT_PORT,
         .has_runtime = spec->runtime_dir != NULL,
+        .zygote = spec->zygote && strcmp(spec->zygote, "python3") == 0 ? WISP_SB_ZYG_PYTHON3
+                                                                       : WISP_SB_ZYG_NONE,
         .argc = (uint32_t)argc,
         .envc = (uint32_t)envc,
     };
@@ -133,6 +135,7 @@ int wisp__sb_decode_spawn(const void *msg, size_t len, struct wisp__sb_spec *spe
     spec->cpu_weight = m->cpu_weight;
     spec->nofile = m->nofile;
     spec->api_port = m->api_port;
+    spec->zygote = m->zygote;
     return 0;
 }
 
@@ -147,10 +150,14 @@ int wisp__sb_send(int sock, const void *msg, size_t len, const int *fds, int nfd
 {
     struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
     union {
-        char buf[CMSG_SPACE(3 * sizeof(int))];
+        char buf[CMSG_SPACE(WISP_SB_FDS_MAX * sizeof(int))];
         struct cmsghdr align;
     } ctl;
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds > WISP_SB_FDS_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
     if (nfds > 0) {
         memset(&ctl, 0, sizeof ctl);
         mh.msg_control = ctl.buf;
@@ -172,7 +179,7 @@ ssize_t wisp__sb_recv(int sock, void *buf, size_t cap, int *fds, int *nfds, int 
 {
     struct iovec iov = {.iov_base = buf, .iov_len = cap};
     union {
-        char buf[CMSG_SPACE(3 * sizeof(int))];
+        char buf[CMSG_SPACE(WISP_SB_FDS_MAX * sizeof(int))];
         struct cmsghdr align;
     } ctl;
     struct msghdr mh = {

@@ -38,9 +38,10 @@ typedef struct wisp_sandbox_config {
     const char *cgroup_name; /* leaf under each controller's current group; default "wisp" */
     uid_t uid;               /* unprivileged ids the sandboxes run as; default (0) 65534 */
     gid_t gid;
-    int pool_size; /* network namespaces (with their listener on port 9001) and
-                      cgroups the spawner keeps ready, refilled while idle;
-                      0: default (8); negative: no pools */
+    int pool_size;  /* network namespaces (with their listener on port 9001) and
+                       cgroups the spawner keeps ready, refilled while idle;
+                       0: default (8); negative: no pools */
+    bool no_zygote; /* never fork sandboxes from a zygote (also: env WISP_ZYGOTE=0) */
 } wisp_sandbox_config_t;
 
 typedef struct wisp_sandbox_spec {
@@ -58,6 +59,10 @@ typedef struct wisp_sandbox_spec {
     unsigned nofile;         /* RLIMIT_NOFILE; default 1024 */
     uint16_t api_port;       /* Runtime API port inside the sandbox; default 9001 */
     bool allow_network;      /* reserved: always false for now (loopback only) */
+    const char *zygote;      /* "python3": the sandbox may instead be forked from a
+                                pre-initialised interpreter (same isolation, see
+                                zygote.c) when argv, envp and runtime_dir allow it;
+                                NULL or unknown: always exec argv */
 } wisp_sandbox_spec_t;
 
 typedef struct wisp_sandbox_started {
@@ -66,6 +71,7 @@ typedef struct wisp_sandbox_started {
     int out_fd;        /* read end of the sandbox's stdout; caller owns */
     int err_fd;        /* read end of the sandbox's stderr; caller owns */
     uint64_t setup_ns; /* time the spawner spent creating it */
+    bool zygote;       /* forked from a zygote instead of exec'd */
 } wisp_sandbox_started_t;
 
 /* Result of wisp_sandbox_spawn: st on success, err on failure (never both).

@@ -33,6 +33,7 @@
  * carry PR_SET_PDEATHSIG(SIGKILL) in case the spawner itself is killed.
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -41,6 +42,8 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -62,6 +65,8 @@
  * the CPUs (measured: 2.1 ms instead of 1.5 ms from the spawn request to the
  * runtime's first /next of a static C function). */
 #define REFILL_IDLE_MS 3
+#define ZYGOTE_MAX_FAILURES 3
+#define PYTHON_BIN "/usr/bin/python3"
 
 /* One live sandbox. */
 struct sbx {
@@ -77,6 +82,18 @@ struct sbx {
 struct ready_net {
     int ns_fd;
     int api_fd;
+};
+
+/* The python3 zygote: a root interpreter with the runtime imported, in the
+ * spawner's mount namespace, forking sandboxes on request (zygote_child.c,
+ * runtimes/python3/zygote.py). */
+struct zygote {
+    pid_t pid;         /* > 0 while running (or starting) */
+    int sock;          /* SOCK_SEQPACKET to it */
+    bool ready;        /* it said hello */
+    int failures;      /* starts or requests that failed; at ZYGOTE_MAX_FAILURES: off */
+    char *runtime_dir; /* the runtime folder it was started from */
+    uint64_t start_ns;
 };
 
 /* The spawner's state; a single instance lives in wisp__spawner_main. */
@@ -102,6 +119,7 @@ struct spawner {
     bool net_pool_broken;   /* making a pooled namespace failed; stop trying */
     bool cg_pool_broken;    /* making a pooled group failed; stop trying */
     uint64_t last_spawn_ns; /* CLOCK_MONOTONIC of the last spawn request */
+    struct zygote zyg;
 };
 
 static struct sbx *find_id(struct spawner *s, const char *id)
@@ -312,11 +330,245 @@ static void drain_pools(struct spawner *s)
     }
 }
 
+/* ---- the python3 zygote -------------------------------------------------------- */
+
+/* The interpreter's environment. Variables the interpreter or the dynamic
+ * loader read only at start (locale, PYTHON*, LD_*, glibc tunables) must be
+ * the same in a sandbox for it to be forked from the zygote (env_fits). */
+static const char *const zygote_envp[] = {"LANG=C.UTF-8", "TZ=:UTC",
+                                          "PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+static const char *const python_argv[] = {PYTHON_BIN, "-S", "-B",
+                                          "/var/runtime/python3/bootstrap.py", NULL};
+#define DEFAULT_LD_PATH "LD_LIBRARY_PATH=/var/task/lib:/opt/lib"
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Would an exec'd interpreter start exactly as the zygote did with this
+ * environment? LD_LIBRARY_PATH is read once by the dynamic loader: its
+ * default is harmless only when none of its folders exists in the sandbox
+ * (/opt never does; /var/task/lib is the code's lib folder). */
+static bool env_fits(const struct wisp__sb_spec *spec)
+{
+    bool lang = false;
+    for (char **e = spec->envp; *e; e++) {
+        if (has_prefix(*e, "LANG=")) {
+            if (strcmp(*e, "LANG=C.UTF-8") != 0)
+                return false;
+            lang = true;
+        } else if (has_prefix(*e, "LD_LIBRARY_PATH=") && strcmp(*e, DEFAULT_LD_PATH) == 0) {
+            char lib[PATH_MAX];
+            struct stat st;
+            snprintf(lib, sizeof lib, "%s/lib", spec->code_dir);
+            if (lstat(lib, &st) == 0)
+                return false;
+        } else if (has_prefix(*e, "LC_") || has_prefix(*e, "PYTHON") || has_prefix(*e, "LD_") ||
+                   has_prefix(*e, "GLIBC_") || has_prefix(*e, "MALLOC_")) {
+            return false;
+        }
+    }
+    return lang;
+}
+
+/* May this sandbox come from the zygote (if one runs)? */
+static bool zygote_fits(const struct spawner *s, const struct wisp__sb_spec *spec)
+{
+    if (spec->zygote != WISP_SB_ZYG_PYTHON3 || s->cfg->no_zygote || s->fs.tmpl_dir == NULL ||
+        s->zyg.failures >= ZYGOTE_MAX_FAILURES || spec->runtime_dir == NULL)
+        return false;
+    for (int i = 0; python_argv[i] || spec->argv[i]; i++)
+        if (python_argv[i] == NULL || spec->argv[i] == NULL ||
+            strcmp(python_argv[i], spec->argv[i]) != 0)
+            return false;
+    if (s->zyg.runtime_dir && strcmp(s->zyg.runtime_dir, spec->runtime_dir) != 0)
+        return false;
+    return env_fits(spec);
+}
+
+static void zygote_stop(struct spawner *s, bool failed)
+{
+    if (s->zyg.pid > 0)
+        kill(s->zyg.pid, SIGKILL);
+    if (s->zyg.sock >= 0)
+        close(s->zyg.sock);
+    s->zyg.pid = -1;
+    s->zyg.sock = -1;
+    s->zyg.ready = false;
+    if (failed && ++s->zyg.failures == ZYGOTE_MAX_FAILURES)
+        wisp_warn("sandbox",
+                  "python3 zygote disabled after %d failures; python3 sandboxes "
+                  "exec the interpreter",
+                  ZYGOTE_MAX_FAILURES);
+}
+
+/* Start the zygote in the background; it says hello on its socket when ready. */
+static void zygote_start(struct spawner *s, const char *runtime_dir)
+{
+    if (s->zyg.pid > 0)
+        return;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        wisp_warn("sandbox", "python3 zygote: socketpair: %s", strerror(errno));
+        zygote_stop(s, true);
+        return;
+    }
+    free(s->zyg.runtime_dir);
+    s->zyg.runtime_dir = xstrdup(runtime_dir);
+    char script[PATH_MAX], uid[16], gid[16];
+    snprintf(script, sizeof script, "%s/python3/zygote.py", runtime_dir);
+    snprintf(uid, sizeof uid, "%u", (unsigned)s->cfg->uid);
+    snprintf(gid, sizeof gid, "%u", (unsigned)s->cfg->gid);
+    const char *argv[] = {PYTHON_BIN, "-S", "-B", script, s->fs.tmpl_dir, uid, gid, NULL};
+    pid_t me = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        wisp_warn("sandbox", "python3 zygote: fork: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        zygote_stop(s, true);
+        return;
+    }
+    if (pid == 0) {
+        /* Its socket becomes descriptor 3; stdin and stdout /dev/null; stderr
+         * stays the spawner's (for its tracebacks). */
+        if (sv[1] == 3)
+            fcntl(3, F_SETFD, 0);
+        else if (dup2(sv[1], 3) < 0)
+            _exit(127);
+        int null = open("/dev/null", O_RDWR);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0)
+            _exit(127);
+        syscall(SYS_close_range, 4U, ~0U, 0U);
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP)
+                sigaction(sig, &dfl, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != me)
+            _exit(127);
+        if (chdir("/") < 0)
+            _exit(127);
+        /* Room in the zygote's initial environment block (what
+         * /proc/<pid>/environ shows) for a sandbox's whole environment,
+         * which zygote_child.c writes there. */
+        static char space[sizeof WISP_ZYG_ENV_SPACE "=" + WISP_SB_MSG_MAX];
+        memset(space, 'x', sizeof space - 1);
+        memcpy(space, WISP_ZYG_ENV_SPACE "=", sizeof WISP_ZYG_ENV_SPACE);
+        const char *envp[] = {zygote_envp[0], zygote_envp[1], zygote_envp[2], space, NULL};
+        execve(PYTHON_BIN, (char *const *)argv, (char *const *)envp);
+        _exit(127);
+    }
+    close(sv[1]);
+    s->zyg.pid = pid;
+    s->zyg.sock = sv[0];
+    s->zyg.ready = false;
+    s->zyg.start_ns = wisp_mono_ns();
+}
+
+/* The zygote's socket is readable while it starts: its hello, or its end. */
+static void zygote_hello(struct spawner *s)
+{
+    char buf[64];
+    ssize_t n = recv(s->zyg.sock, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n == 5 && memcmp(buf, "ready", 5) == 0) {
+        s->zyg.ready = true;
+        wisp_info("sandbox", "python3 zygote %d ready in %.1f ms", (int)s->zyg.pid,
+                  (double)(wisp_mono_ns() - s->zyg.start_ns) / 1e6);
+        return;
+    }
+    wisp_warn("sandbox", "python3 zygote %d failed to start", (int)s->zyg.pid);
+    zygote_stop(s, true);
+}
+
+/* Fork the sandbox of spec from the zygote. 0: started (*pid_out); -1: the
+ * sandbox failed (err); 1: the zygote is unusable, exec instead (nothing of
+ * the sandbox's resources was used). */
+static int zygote_spawn(struct spawner *s, const void *msg, size_t len, int ns_fd,
+                        const int cg_fds[WISP_CG_N], int out_w, int err_w, pid_t *pid_out,
+                        wisp_err_t *err)
+{
+    int st[2];
+    if (pipe2(st, O_CLOEXEC) < 0)
+        return 1;
+    struct wisp__zyg_req req = {0};
+    int fds[WISP_SB_FDS_MAX] = {st[1], ns_fd, out_w, err_w}, nfds = 4;
+    for (int i = 0; i < WISP_CG_N; i++)
+        if (cg_fds[i] >= 0) {
+            req.cg_mask |= 1u << i;
+            fds[nfds++] = cg_fds[i];
+        }
+    /* Run the zygote, and so the new sandbox until it widens its affinity,
+     * on this CPU while the spawner waits (as create() does for a clone). */
+    cpu_set_t here;
+    CPU_ZERO(&here);
+    CPU_SET(sched_getcpu(), &here);
+    sched_setaffinity(s->zyg.pid, sizeof here, &here);
+    size_t total = sizeof req + len;
+    cleanup_free char *buf = xmalloc(total);
+    memcpy(buf, &req, sizeof req);
+    memcpy(buf + sizeof req, msg, len);
+    int sent = wisp__sb_send(s->zyg.sock, buf, total, fds, nfds, MSG_DONTWAIT);
+    close(st[1]);
+    cleanup_close int rd = st[0];
+    if (sent < 0) {
+        wisp_warn("sandbox", "python3 zygote: send: %s", strerror(errno));
+        zygote_stop(s, true);
+        return 1;
+    }
+    pid_t pid = -1;
+    bool ok = false;
+    uint64_t deadline = wisp_mono_ns() + (uint64_t)WISP_ZYG_TIMEOUT_MS * 1000000;
+    for (;;) {
+        /* The zygote's PID record and the child's OK may come in either order. */
+        if (ok && pid > 0) {
+            *pid_out = pid;
+            return 0;
+        }
+        uint64_t now = wisp_mono_ns();
+        struct pollfd p = {.fd = rd, .events = POLLIN};
+        int n = now >= deadline ? 0 : poll(&p, 1, (int)((deadline - now) / 1000000) + 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        struct wisp__zyg_status rec;
+        ssize_t got = n > 0 ? read(rd, &rec, sizeof rec) : -1;
+        if (got < 0 && n > 0 && errno == EINTR)
+            continue;
+        if (got == (ssize_t)sizeof rec && rec.kind == WISP_ZYG_PID && pid < 0 && rec.value > 0) {
+            pid = rec.value;
+            continue;
+        }
+        if (got == (ssize_t)sizeof rec && rec.kind == WISP_ZYG_OK && !ok) {
+            ok = true;
+            continue;
+        }
+        if (got == (ssize_t)sizeof rec && rec.kind == WISP_ZYG_FAIL) {
+            /* The child exits by itself; the reaper collects it. */
+            rec.msg[sizeof rec.msg - 1] = '\0';
+            wisp_err_set(err, WISP_EINTERNAL, "%s", rec.msg);
+            err->sys_errno = rec.value;
+            return -1;
+        }
+        /* Timeout, end of file or garbage: the zygote is not to be trusted. */
+        if (pid > 0)
+            kill(pid, SIGKILL);
+        wisp_warn("sandbox", "python3 zygote: no answer for a sandbox (%s)",
+                  n == 0 ? "timeout" : "connection lost");
+        zygote_stop(s, true);
+        return wisp_err_set(err, WISP_EINTERNAL, "the zygote-born sandbox died during setup");
+    }
+}
+
 /* ---- spawning (continued) ------------------------------------------------------ */
 
 /* Create the sandbox of spec; fills *res, *fds on success. */
-static int create(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3], pid_t *pid_out,
-                  wisp_err_t *err)
+static int create(struct spawner *s, const struct wisp__sb_spec *spec, const void *msg, size_t len,
+                  int fds[3], pid_t *pid_out, bool *zygote, wisp_err_t *err)
 {
     int ns_fd = -1, cg_fds[WISP_CG_N], out[2] = {-1, -1}, errp[2] = {-1, -1};
     for (int i = 0; i < WISP_CG_N; i++)
@@ -337,6 +589,24 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3
         wisp_err_sys(err, errno, "pipe");
         goto out;
     }
+    if (zygote_fits(s, spec)) {
+        if (s->zyg.ready) {
+            int z = zygote_spawn(s, msg, len, ns_fd, cg_fds, out[1], errp[1], pid_out, err);
+            if (z <= 0) {
+                if (z == 0) {
+                    fds[0] = steal_fd(&api_fd);
+                    fds[1] = steal_fd(&out[0]);
+                    fds[2] = steal_fd(&errp[0]);
+                    *zygote = true;
+                    rc = 0;
+                }
+                goto out;
+            }
+        } else {
+            /* This one execs; the next ones find the zygote ready. */
+            zygote_start(s, spec->runtime_dir);
+        }
+    }
     struct wisp__child c = {
         .fs = &s->fs,
         .spec = spec,
@@ -348,6 +618,7 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3
         .netns_fd = ns_fd,
         .out_w = out[1],
         .err_w = errp[1],
+        .keep_fd = -1,
     };
     memcpy(c.cg_fds, cg_fds, sizeof c.cg_fds);
     /* Start the child on this CPU (it widens its affinity again just before
@@ -410,15 +681,16 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
     }
     int fds[3];
     pid_t pid = -1;
+    bool zygote = false;
     if (find_id(s, spec.id)) {
         wisp_err_set(&err, WISP_ECONFLICT, "sandbox %s exists", spec.id);
-    } else if (create(s, &spec, fds, &pid, &err) == 0) {
+    } else if (create(s, &spec, msg, len, fds, &pid, &zygote, &err) == 0) {
         struct sbx *b = xcalloc(1, sizeof *b);
         snprintf(b->id, sizeof b->id, "%s", spec.id);
         b->pid = pid;
         b->next = s->list;
         s->list = b;
-        struct wisp__sb_result r = {.hdr = {WISP_SB_SPAWNED, seq}, .pid = pid};
+        struct wisp__sb_result r = {.hdr = {WISP_SB_SPAWNED, seq}, .pid = pid, .zygote = zygote};
         r.setup_ns = wisp_mono_ns() - t0;
         send_or_die(s, &r, sizeof r, fds, 3);
         for (int i = 0; i < 3; i++)
@@ -471,6 +743,12 @@ static void reap(struct spawner *s, bool report)
     int st;
     pid_t pid;
     while ((pid = waitpid(-1, &st, WNOHANG | __WALL)) > 0) {
+        if (pid == s->zyg.pid) {
+            wisp_warn("sandbox", "python3 zygote %d exited (status %d)", (int)pid, st);
+            s->zyg.pid = -1;
+            zygote_stop(s, true);
+            continue;
+        }
         for (struct sbx *b = s->list; b; b = b->next)
             if (b->pid == pid && !b->reaped) {
                 b->reaped = true;
@@ -496,6 +774,12 @@ static bool finalize_pending(struct spawner *s)
 /* Kill every sandbox, wait for all, remove the groups and exit. */
 __attribute__((noreturn)) static void shutdown_all(struct spawner *s, int code)
 {
+    if (s->zyg.pid > 0) {
+        pid_t z = s->zyg.pid;
+        zygote_stop(s, false);
+        while (waitpid(z, NULL, __WALL) < 0 && errno == EINTR)
+            ;
+    }
     for (struct sbx *b = s->list; b; b = b->next) {
         if (!b->reaped)
             kill(b->pid, SIGKILL);
@@ -573,8 +857,13 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
 {
     prctl(PR_SET_NAME, "wisp-spawner", 0, 0, 0);
     close_inherited_fds(sock);
-    struct spawner s = {
-        .sock = sock, .sigfd = -1, .host_netns = -1, .daemon = daemon, .cfg = cfg, .cg = cg};
+    struct spawner s = {.sock = sock,
+                        .sigfd = -1,
+                        .host_netns = -1,
+                        .daemon = daemon,
+                        .cfg = cfg,
+                        .cg = cg,
+                        .zyg = {.pid = -1, .sock = -1}};
     wisp_err_t err;
     wisp_err_clear(&err);
     struct wisp__sb_result ready = {.hdr = {WISP_SB_READY, 0}};
@@ -588,7 +877,10 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
     send_or_die(&s, &ready, sizeof ready, NULL, 0);
     void *buf = xmalloc(WISP_SB_MSG_MAX);
     for (;;) {
-        struct pollfd p[2] = {{.fd = s.sigfd, .events = POLLIN}, {.fd = sock, .events = POLLIN}};
+        struct pollfd p[3] = {
+            {.fd = s.sigfd, .events = POLLIN},
+            {.fd = sock, .events = POLLIN},
+            {.fd = s.zyg.pid > 0 && !s.zyg.ready ? s.zyg.sock : -1, .events = POLLIN}};
         bool busy = false;
         for (struct sbx *b = s.list; b && !busy; b = b->next)
             busy = b->reaped;
@@ -603,13 +895,15 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
             int left = since >= idle ? 0 : (int)((idle - since) / 1000000u) + 1;
             timeout = timeout < 0 || left < timeout ? left : timeout;
         }
-        int n = poll(p, 2, timeout);
+        int n = poll(p, 3, timeout);
         if (n < 0 && errno != EINTR)
             shutdown_all(&s, 1);
         /* No request waiting and the last spawn is long enough ago: add one
          * item to each pool, then look again. */
         if (refill && !(p[1].revents & POLLIN) && wisp_mono_ns() - s.last_spawn_ns >= idle)
             refill_one(&s);
+        if (p[2].revents && s.zyg.pid > 0 && !s.zyg.ready)
+            zygote_hello(&s);
         if (p[0].revents & POLLIN)
             handle_signals(&s);
         if (p[1].revents & POLLIN)

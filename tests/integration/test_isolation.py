@@ -136,7 +136,75 @@ exec 3<>/dev/tcp/127.0.0.1/9001 2>/dev/null || true
 exit 7
 '''
 
-t = Tap(30)
+# The same probe, told whether its process was forked from the python3 zygote
+# (which has ctypes loaded before any function code runs; an exec'd runtime
+# does not).
+ZPROBE = "import sys\nZYGOTE = 'ctypes' in sys.modules\n" + PROBE.replace(
+    '    return {"unknown": p}', '    if p == "zygote":\n        return {"zygote": ZYGOTE}\n'
+    '    if p == "procself":\n'
+    '        env = open("/proc/self/environ").read().rstrip("\\0").split("\\0")\n'
+    '        own = ["%s=%s" % kv for kv in os.environ.items() if kv[0] != "_X_AMZN_TRACE_ID"]\n'
+    '        return {"environ_same": sorted(env) == sorted(own), "fds": os.listdir("/proc/self/fd"),\n'
+    '                "cmdline": open("/proc/self/cmdline").read().rstrip("\\0").split("\\0")}\n'
+    '    return {"unknown": p}')
+
+
+def zygote_checks(t, d, probe):
+    """A sandbox forked from the python3 zygote has every isolation property
+    of an exec'd one (each invocation of zprobe starts a new env)."""
+    d.deploy("zprobe", {"app.py": ZPROBE}, runtime="python3", handler="app.handler", tmp_mb=512,
+             memory_mb=1024, timeout_s=20, idle_timeout_s=0)
+    # The first python3 env starts the zygote; wait until one is born from it.
+    born = False
+    for _ in range(50):
+        st, h, r = probe({"probe": "zygote"}, "zprobe")
+        if r.get("zygote"):
+            born = True
+            break
+        time.sleep(0.1)
+    t.ok(born, "python3 envs are forked from the zygote once it is up", r)
+    st, h, r = probe({"probe": "identity"}, "zprobe")
+    t.ok(r.get("uid") not in (None, 0) and r.get("gid") not in (None, 0)
+         and (r.get("capeff"), r.get("capbnd"), r.get("nnp"), r.get("seccomp"))
+         == ("0000000000000000", "0000000000000000", "1", "2"),
+         "zygote env: unprivileged, no capabilities, no_new_privs, seccomp", r)
+    t.ok(r.get("pid") == 1 and len(r.get("pids", [])) < 10 and r.get("hostname") == "wisp",
+         "zygote env: own pid and uts namespaces", r)
+    env = r.get("env", [])
+    t.ok("AWS_LAMBDA_RUNTIME_API" in env and "_HANDLER" in env
+         and not [k for k in env if k.startswith("WISP_") or k in ("HOME", "USER", "SUDO_USER")],
+         "zygote env: exactly the Lambda environment", env)
+    t.eq("zygote env: rlimits", (r.get("core"), r.get("nofile")), ([0, 0], [1024, 1024]))
+    st, h, r = probe({"probe": "procself"}, "zprobe")
+    t.ok(r.get("environ_same") is True and len(r.get("fds", [])) < 8
+         and r.get("cmdline") == ["/usr/bin/python3", "-S", "-B", "/var/runtime/python3/bootstrap.py"],
+         "zygote env: /proc/self shows its own environment, descriptors and command line", r)
+    paths = ["/etc/shadow", "/root", d.data, "/home", "/sys/fs/cgroup", "/run/wisp"]
+    st, h, r = probe({"probe": "files", "paths": paths}, "zprobe")
+    t.ok(not any(r.get(k) for k in paths) and r.get("task") == ["app.py"]
+         and r.get("write_task") in ("EROFS", "EACCES") and r.get("write_usr") in ("EROFS", "EACCES")
+         and r.get("write_root") in ("EROFS", "EACCES") and r.get("write_tmp") == "ok",
+         "zygote env: read-only root with only its code, writable /tmp", r)
+    st, h, r = probe({"probe": "net", "port": d.admin_port}, "zprobe")
+    t.ok(r.get("ifaces") == ["lo"] and r.get("routes") == []
+         and r.get("host_admin") in ("ECONNREFUSED", "ENETUNREACH"), "zygote env: loopback only", r)
+    st, h, r = probe({"probe": "syscalls"}, "zprobe")
+    t.ok(all(r.get(k) not in (None, 0) for k in r), "zygote env: forbidden system calls refused", r)
+    st, h, r = probe({"probe": "tmpfill"}, "zprobe")
+    t.ok(r.get("error") == "ENOSPC" and 400 <= r.get("written_mb", 0) <= 512,
+         "zygote env: /tmp limited to tmp_mb", r)
+    st, h, r = probe({"probe": "forkbomb"}, "zprobe")
+    t.ok(r.get("error") == "EAGAIN" and r.get("forked", 9999) < 300,
+         "zygote env: fork bomb stopped by the pids limit", r)
+    # An environment the interpreter reads at start (PYTHON*) cannot come
+    # from the zygote: that env is exec'd, and sees its variable.
+    d.deploy("zexec", {"app.py": ZPROBE}, runtime="python3", handler="app.handler",
+             idle_timeout_s=0, env={"PYTHONHASHSEED": "7"})
+    st, h, r = probe({"probe": "zygote"}, "zexec")
+    t.eq("an env with PYTHON* variables is exec'd, not forked", r.get("zygote"), False)
+
+
+t = Tap(43)
 with Daemon("--max-envs", "64") as d:
     # /tmp is a tmpfs charged to the env's memory cgroup: give it room for tmp_mb.
     d.deploy("probe", {"app.py": PROBE}, runtime="python3", handler="app.handler", tmp_mb=512,
@@ -218,4 +286,7 @@ with Daemon("--max-envs", "64") as d:
          "garbage on the Runtime API then exit: clear error", (st, h.get("x-wisp-function-error"), r))
     st, _, _ = d.request("GET", "/healthz", token=False)
     t.eq("daemon healthy after hostile functions", st, 200)
+    zygote_checks(t, d, probe)
+    st, _, _ = d.request("GET", "/healthz", token=False)
+    t.eq("daemon healthy after the zygote checks", st, 200)
 sys.exit(1 if t.failed else 0)
