@@ -50,6 +50,7 @@ static void usage(FILE *f)
                "  --queue-max N           invocations waiting per function (100)\n"
                "  --queue-wait-ms N       how long an invocation waits for an env (2000)\n"
                "  --runtimes DIR          runtime shims (default: next to the binary)\n"
+               "  --no-zygote             start every python3 env by exec, not from the zygote\n"
                "  --log-level LEVEL       debug|info|warn|error (info)\n");
 }
 
@@ -238,6 +239,7 @@ int wisp_cli_serve(int argc, char **argv)
     const char *listen = "127.0.0.1:7700", *admin = "127.0.0.1:7701";
     const char *data = getenv("WISP_DATA") ? getenv("WISP_DATA") : "./wisp-data";
     const char *runtimes_opt = NULL;
+    bool no_zygote = false;
     wisp_invoker_config_t icfg = {0};
     static const struct option opts[] = {
         {"listen", required_argument, 0, 'l'},
@@ -249,6 +251,7 @@ int wisp_cli_serve(int argc, char **argv)
         {"queue-wait-ms", required_argument, 0, 'w'},
         {"runtimes", required_argument, 0, 'r'},
         {"log-level", required_argument, 0, 'L'},
+        {"no-zygote", no_argument, 0, 'Z'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -260,6 +263,7 @@ int wisp_cli_serve(int argc, char **argv)
         case 'a': admin = optarg; break;
         case 'd': data = optarg; break;
         case 'r': runtimes_opt = optarg; break;
+        case 'Z': no_zygote = true; break;
         case 'm':
             if (parse_uint("--max-envs", optarg, 100000, &icfg.max_envs) < 0 || !icfg.max_envs)
                 return 2;
@@ -333,7 +337,8 @@ int wisp_cli_serve(int argc, char **argv)
     SHA256((const unsigned char *)data_dir, strlen(data_dir), digest);
     wisp_hex(digest, 6, hex);
     snprintf(cgname, sizeof cgname, "wisp-%s", hex);
-    wisp_sandbox_config_t sbcfg = {.state_dir = sbdir, .cgroup_name = cgname};
+    wisp_sandbox_config_t sbcfg = {
+        .state_dir = sbdir, .cgroup_name = cgname, .no_zygote = no_zygote};
     if (wisp_sandbox_init(&d.sandbox, &sbcfg, &err) < 0) {
         wisp_error("serve", "starting the sandbox spawner: %s", err.msg);
         free(data_dir);
