@@ -50,11 +50,6 @@ FUZZ_REPLAY_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 
 DEPS_STAMP := build/.deps-$(shell cat scripts/deps.sh | md5sum | cut -c1-8)
 
-# The objects that print the version are rebuilt when the git id changes.
-GIT_STAMP := $(BUILD)/.git-version
-$(shell mkdir -p $(BUILD); echo '$(GIT_VERSION)' | cmp -s - $(GIT_STAMP) || \
-	echo '$(GIT_VERSION)' > $(GIT_STAMP))
-$(BUILD)/src/api/api.o $(BUILD)/src/cli/version.o $(BUILD)/src/cli/serve.o: $(GIT_STAMP)
 
 .PHONY: all deps test-deps run test asan-test fuzz bench format check-format clean
 all: $(DEPS_STAMP) $(BUILD)/wisp runtimes examples
