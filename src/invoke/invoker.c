@@ -495,6 +495,16 @@ static unsigned count_state(struct fnstate *fs, wisp_env_state_t st, bool curren
     return n;
 }
 
+/* Envs of the current revision that are not on their way out. */
+static unsigned count_current(struct fnstate *fs)
+{
+    unsigned n = 0;
+    for (wisp_env_t *e = fs->envs; e; e = e->next)
+        if (e->state != WISP_ENV_RETIRING && !e->stale)
+            n++;
+    return n;
+}
+
 static void dispatch(wisp_invoker_t *inv, struct fnstate *fs)
 {
     if (fs->fn == NULL || inv->shutting_down)
@@ -515,10 +525,7 @@ static void dispatch(wisp_invoker_t *inv, struct fnstate *fs)
             starting++;
     unsigned need = fs->qlen > starting ? fs->qlen - starting : 0;
     /* Keep min_warm envs (provisioned concurrency). */
-    unsigned current = 0;
-    for (wisp_env_t *e = fs->envs; e; e = e->next)
-        if (e->state != WISP_ENV_RETIRING && !e->stale)
-            current++;
+    unsigned current = count_current(fs);
     bool warm = false;
     if (need == 0 && current < (unsigned)fs->fn->min_warm && fs->fn->code_sha256[0] &&
         wisp_mono_ns() >= fs->warm_backoff_until_ns) {
@@ -571,10 +578,7 @@ static void hook_ready(void *data, wisp_env_t *env)
     /* Nothing to do: keep it warm for idle_timeout_s (min_warm envs stay).
      * Its initialisation is over, so whoever gets it next is a warm start. */
     env->cold = false;
-    unsigned current = 0;
-    for (wisp_env_t *e = fs->envs; e; e = e->next)
-        if (e->state != WISP_ENV_RETIRING && !e->stale)
-            current++;
+    unsigned current = count_current(fs);
     bool keep = current <= (unsigned)fs->fn->min_warm;
     if (fs->fn->idle_timeout_s == 0 && !keep) {
         wisp_env_retire(env);
@@ -602,11 +606,7 @@ static void hook_done(void *data, wisp_env_t *env, wisp_env_event_t *ev, const c
     complete(inv, in, error_type, body, len, wisp_env_peak_mb(env));
     /* idle_timeout_s 0: retire right after the answer (min_warm envs stay). */
     if (fs->fn && fs->fn->idle_timeout_s == 0 && !env->stale) {
-        unsigned current = 0;
-        for (wisp_env_t *e = fs->envs; e; e = e->next)
-            if (e->state != WISP_ENV_RETIRING && !e->stale)
-                current++;
-        if (current > (unsigned)fs->fn->min_warm)
+        if (count_current(fs) > (unsigned)fs->fn->min_warm)
             env->stale = true;
     }
     if (env->stale || fs->fn == NULL)

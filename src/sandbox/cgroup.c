@@ -404,6 +404,21 @@ static int apply_limits(const struct wisp__cg *cg, int c, const char *dir,
     }
 }
 
+/* Write a group's limits, then open its join file (cgroup.procs or tasks)
+ * for the sandbox's first process. dir (PATH_MAX bytes) is the group folder
+ * and is extended with the file name. */
+static int limit_and_open(const struct wisp__cg *cg, int c, char *dir,
+                          const struct wisp__cg_limits *lim, int *fd, wisp_err_t *err)
+{
+    if (apply_limits(cg, c, dir, lim, err) < 0)
+        return -1;
+    strncat(dir, join_file(cg), PATH_MAX - strlen(dir) - 1);
+    *fd = open(dir, O_WRONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return wisp_err_sys(err, errno, "open %s", dir);
+    return 0;
+}
+
 int wisp__cg_create(const struct wisp__cg *cg, const char *id, const struct wisp__cg_limits *lim,
                     int procs_fds[WISP_CG_N], wisp_err_t *err)
 {
@@ -423,14 +438,8 @@ int wisp__cg_create(const struct wisp__cg *cg, const char *id, const struct wisp
                 err->code = WISP_ECONFLICT;
             goto fail;
         }
-        if (apply_limits(cg, c, dir, lim, err) < 0)
+        if (limit_and_open(cg, c, dir, lim, &procs_fds[c], err) < 0)
             goto fail;
-        strncat(dir, join_file(cg), sizeof dir - strlen(dir) - 1);
-        procs_fds[c] = open(dir, O_WRONLY | O_CLOEXEC);
-        if (procs_fds[c] < 0) {
-            wisp_err_sys(err, errno, "open %s", dir);
-            goto fail;
-        }
     }
     return 0;
 fail:
@@ -493,14 +502,8 @@ int wisp__cg_pool_take(const struct wisp__cg *cg, const char *name, const char *
             goto fail;
         }
         renamed[c] = true;
-        if (apply_limits(cg, c, to, lim, err) < 0)
+        if (limit_and_open(cg, c, to, lim, &procs_fds[c], err) < 0)
             goto fail;
-        strncat(to, join_file(cg), sizeof to - strlen(to) - 1);
-        procs_fds[c] = open(to, O_WRONLY | O_CLOEXEC);
-        if (procs_fds[c] < 0) {
-            wisp_err_sys(err, errno, "open %s", to);
-            goto fail;
-        }
     }
     return 0;
 fail:
