@@ -34,9 +34,47 @@ const path = require('path');
 const util = require('util');
 const { pathToFileURL } = require('url');
 
-const API = process.env.AWS_LAMBDA_RUNTIME_API;
+/* ---- Stems ---------------------------------------------------------------
+ * A stem (src/sandbox/spawner.c) is this runtime started in a sandbox before
+ * any function needs it, with an empty /var/task and a placeholder
+ * environment carrying WISP_STEM_FD, a stream socket to the spawner. Once
+ * warm it says "R" there and waits until the spawner has mounted a function's
+ * code and writes that function's whole environment to the socket
+ * (NUL-terminated entries, then end of file);
+ * from then on it is exactly an exec'd runtime of that function. End of file
+ * with nothing written means the stem is not needed: exit quietly. Before it
+ * waits, warmUp runs the invocation path once, so that what Node loads and
+ * V8 compiles on first use is ready when the first real event comes. Nothing
+ * is written to stdout or stderr before the bind (they become the
+ * function's). */
+function awaitBind(fd) {
+    const chunks = [];
+    const buf = Buffer.allocUnsafe(65536);
+    for (;;) {
+        let n;
+        try {
+            n = fs.readSync(fd, buf, 0, buf.length, null);
+        } catch (e) {
+            if (e.code === 'EAGAIN' || e.code === 'EINTR') continue;
+            throw e;
+        }
+        if (n === 0) break;
+        chunks.push(Buffer.from(buf.subarray(0, n)));
+    }
+    fs.closeSync(fd);
+    const text = Buffer.concat(chunks).toString('utf8');
+    if (!text) process.exit(0);
+    for (const key of Object.keys(process.env)) delete process.env[key];
+    for (const entry of text.split('\0')) {
+        const i = entry.indexOf('=');
+        if (i > 0) process.env[entry.slice(0, i)] = entry.slice(i + 1);
+    }
+}
+
 const BASE = '/2018-06-01/runtime';
-const TASK_ROOT = process.env.LAMBDA_TASK_ROOT || '/var/task';
+/* Read from the environment once the runtime is a function's (readEnvironment). */
+let API;
+let TASK_ROOT;
 
 let currentRequestId = '';
 
@@ -68,8 +106,14 @@ function splitAddress(address) {
     return { host, port: Number(address.slice(i + 1)) };
 }
 
-const target = API ? splitAddress(API) : null;
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+let target = null;
+let agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+function readEnvironment() {
+    API = process.env.AWS_LAMBDA_RUNTIME_API;
+    TASK_ROOT = process.env.LAMBDA_TASK_ROOT || '/var/task';
+    target = API ? splitAddress(API) : null;
+}
 
 /* One request to the Runtime API; resolves to {status, headers, body(Buffer)}. */
 function request(method, urlPath, body, headers) {
@@ -377,7 +421,72 @@ process.on('unhandledRejection', (reason) => {
     fatal(err, 128);
 });
 
+/* Loads a handler from a throwaway file in /tmp, then a few invocations
+ * (one failing) against a Runtime API served by this process on a loopback
+ * port of the stem's own network namespace: the first runs of the loader and
+ * the HTTP client cost milliseconds that a bound stem would otherwise pay. */
+async function warmUp() {
+    const dir = fs.mkdtempSync('/tmp/.wisp-stem-');
+    const file = path.join(dir, 'warm.js');
+    let warmHandler = async (ev) => ({ ok: ev.warm });
+    try {
+        fs.writeFileSync(file, 'exports.handler = async (ev) => ({ ok: ev.warm });\n');
+        warmHandler = await loadHandler(dir, 'warm.handler');
+    } catch (_) {
+        /* Keep the inline handler. */
+    } finally {
+        delete require.cache[file];
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+    const server = http.createServer((req, res) => {
+        req.resume();
+        req.on('end', () => {
+            if (req.url.endsWith('/invocation/next')) {
+                res.writeHead(200, {
+                    'Content-Type': 'application/json',
+                    'Lambda-Runtime-Aws-Request-Id': 'warm-up',
+                    'Lambda-Runtime-Deadline-Ms': String(Date.now() + 60000),
+                    'Lambda-Runtime-Invoked-Function-Arn': 'arn:aws:lambda:warm-up',
+                });
+                res.end('{"warm":true}');
+            } else {
+                res.writeHead(202, { 'Content-Type': 'application/json' });
+                res.end('{"status":"OK"}');
+            }
+        });
+    });
+    const consoleError = console.error; /* postError logs; not a word before the bind */
+    console.error = () => {};
+    try {
+        await new Promise((resolve, reject) => {
+            server.once('error', reject);
+            server.listen(0, '127.0.0.1', resolve);
+        });
+        target = { host: '127.0.0.1', port: server.address().port };
+        util.format('%s %d', new Date().toISOString(), 1);
+        await invoke(() => { throw new Error('warm-up'); }, await request('GET', '/invocation/next'));
+        for (let i = 0; i < 8; i++) await invoke(warmHandler, await request('GET', '/invocation/next'));
+    } catch (_) {
+        /* Only slower: the bound runtime works all the same. */
+    } finally {
+        console.error = consoleError;
+        agent.destroy();
+        agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+        server.close();
+        target = null;
+        currentRequestId = '';
+        delete process.env._X_AMZN_TRACE_ID;
+    }
+}
+
 async function main() {
+    if (process.env.WISP_STEM_FD) {
+        const fd = Number(process.env.WISP_STEM_FD);
+        await warmUp();
+        fs.writeSync(fd, 'R');
+        awaitBind(fd);
+    }
+    readEnvironment();
     if (!API) return die('AWS_LAMBDA_RUNTIME_API is not set');
     patchConsole();
     try {

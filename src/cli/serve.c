@@ -41,17 +41,19 @@ struct daemon {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: wisp serve [options]\n"
-               "  --listen HOST:PORT      gateway listener (default 127.0.0.1:7700)\n"
-               "  --admin HOST:PORT       admin listener (default 127.0.0.1:7701)\n"
-               "  --data DIR              data folder (default $WISP_DATA or ./wisp-data)\n"
-               "  --max-envs N            live execution environments, all functions (256)\n"
-               "  --memory-budget-mb N    sum of live envs' memory_mb (3/4 of RAM)\n"
-               "  --queue-max N           invocations waiting per function (100)\n"
-               "  --queue-wait-ms N       how long an invocation waits for an env (2000)\n"
-               "  --runtimes DIR          runtime shims (default: next to the binary)\n"
-               "  --no-zygote             start every python3 env by exec, not from the zygote\n"
-               "  --log-level LEVEL       debug|info|warn|error (info)\n");
+    fprintf(f,
+            "usage: wisp serve [options]\n"
+            "  --listen HOST:PORT      gateway listener (default 127.0.0.1:7700)\n"
+            "  --admin HOST:PORT       admin listener (default 127.0.0.1:7701)\n"
+            "  --data DIR              data folder (default $WISP_DATA or ./wisp-data)\n"
+            "  --max-envs N            live execution environments, all functions (256)\n"
+            "  --memory-budget-mb N    sum of live envs' memory_mb (3/4 of RAM)\n"
+            "  --queue-max N           invocations waiting per function (100)\n"
+            "  --queue-wait-ms N       how long an invocation waits for an env (2000)\n"
+            "  --runtimes DIR          runtime shims (default: next to the binary)\n"
+            "  --no-zygote             start every python3 and nodejs env by exec, not from the\n"
+            "                          python3 zygote or a nodejs stem\n"
+            "  --log-level LEVEL       debug|info|warn|error (info)\n");
 }
 
 /* The admin token: 256 random bits as hex, created on first start (0600). */

@@ -386,7 +386,9 @@ static void start_env(wisp_invoker_t *inv, struct fnstate *fs, bool provisioned)
                                        : weight,
         .nofile = 1024,
         .api_port = 9001,
-        .zygote = argv == argv_python ? "python3" : NULL,
+        .zygote = argv == argv_python ? "python3"
+                  : argv == argv_node ? "nodejs"
+                                      : NULL,
     };
     fs->live++;
     inv->live++;

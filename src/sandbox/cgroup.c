@@ -453,6 +453,28 @@ fail:
     return -1;
 }
 
+int wisp__cg_rename(const struct wisp__cg *cg, const char *from, const char *id,
+                    const struct wisp__cg_limits *lim, wisp_err_t *err)
+{
+    if (!wisp__cg_pool_ok(cg))
+        return wisp_err_set(err, WISP_EUNSUPPORTED, "cgroups cannot be renamed here");
+    for (int c = 0; c < WISP_CG_N; c++) {
+        if (cg->base[c] == NULL)
+            continue;
+        char src[PATH_MAX], dst[PATH_MAX];
+        snprintf(src, sizeof src, "%s/%s", cg->base[c], from);
+        if (snprintf(dst, sizeof dst, "%s/%s", cg->base[c], id) >= (int)sizeof dst)
+            return wisp_err_set(err, WISP_EINVALID, "cgroup path too long");
+        if (rename(src, dst) < 0)
+            return wisp_err_sys(err, errno, "rename %s", src);
+        /* The memory limit goes down (a stem has none): v1 takes the plain
+         * limit before the one with swap, as apply_limits writes them. */
+        if ((c != WISP_CG_CPU || lim->cpu_weight) && apply_limits(cg, c, dst, lim, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 bool wisp__cg_pool_ok(const struct wisp__cg *cg)
 {
     return !cg->unified && cg->base[WISP_CG_MEMORY] != NULL;

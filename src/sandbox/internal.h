@@ -78,8 +78,9 @@ struct wisp__sb_spawn {
     char strings[];
 };
 
-/* Zygotes a spawn request may use. */
-enum wisp__sb_zygote { WISP_SB_ZYG_NONE, WISP_SB_ZYG_PYTHON3 };
+/* Pre-initialised runtimes a spawn request may use: the python3 zygote, or
+ * a nodejs stem (a sandbox started ahead with no code, bound on first use). */
+enum wisp__sb_zygote { WISP_SB_ZYG_NONE, WISP_SB_ZYG_PYTHON3, WISP_SB_ZYG_NODEJS };
 
 /* Reply to SPAWN (with three fds on success) and the READY greeting. */
 struct wisp__sb_result {
@@ -87,7 +88,7 @@ struct wisp__sb_result {
     int32_t code;      /* wisp_errcode_t; WISP_OK on success */
     int32_t sys_errno; /* errno behind a failure */
     int32_t pid;       /* host pid of the sandbox's first process */
-    uint32_t zygote;   /* 1 if forked from a zygote */
+    uint32_t zygote;   /* 1 if forked from a zygote or bound from a stem */
     uint64_t setup_ns; /* spawner time spent on the request */
     char msg[512];     /* failure text, NUL-terminated */
 };
@@ -190,6 +191,12 @@ int wisp__cg_pool_make(const struct wisp__cg *cg, const char *name, wisp_err_t *
 int wisp__cg_pool_take(const struct wisp__cg *cg, const char *name, const char *id,
                        const struct wisp__cg_limits *lim, int procs_fds[WISP_CG_N], wisp_err_t *err)
     __attribute__((warn_unused_result));
+/* Rename the (live) groups of from to id and write the limits lim, lowering
+ * or raising what from had (a stem's groups, see spawner.c). On failure the
+ * groups may carry either name; the caller kills and removes both. */
+int wisp__cg_rename(const struct wisp__cg *cg, const char *from, const char *id,
+                    const struct wisp__cg_limits *lim, wisp_err_t *err)
+    __attribute__((warn_unused_result));
 /* SIGKILL every process in the groups of id; returns how many were seen. */
 int wisp__cg_kill(const struct wisp__cg *cg, const char *id);
 /* Remove the groups of id; true when none is left (false: busy, retry). */
@@ -256,6 +263,7 @@ struct wisp__child {
     int out_w, err_w;      /* write ends of stdout and stderr */
     int keep_fd;           /* a descriptor (>= 3) to keep open, -1 for none: set only on the
                               zygote path, which also keeps the interpreter's signal state */
+    int bind_fd;           /* a stem's bind pipe (read end), made descriptor 3; -1: none */
     /* Filled by the child on failure. */
     int fail_errno;
     bool fail_exec; /* execve itself failed */

@@ -74,8 +74,13 @@ static int setup_stdio(struct wisp__child *c)
         return wisp__child_fail(c, errno, "open /dev/null");
     if (dup2(null, 0) < 0 || dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
         return wisp__child_fail(c, errno, "dup2");
+    /* A stem's bind pipe becomes descriptor 3 (kept across exec). */
+    if (c->bind_fd >= 0) {
+        if (c->bind_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(c->bind_fd, 3) < 0)
+            return wisp__child_fail(c, errno, "dup2 bind pipe");
+    }
     /* Everything else goes, except the zygote path's status pipe. */
-    int keep = c->keep_fd;
+    int keep = c->bind_fd >= 0 ? 3 : c->keep_fd;
     if (keep > 3 && syscall(SYS_close_range, 3U, (unsigned)keep - 1, 0U) < 0)
         return wisp__child_fail(c, errno, "close_range");
     if (syscall(SYS_close_range, keep >= 3 ? (unsigned)keep + 1 : 3U, ~0U, 0U) < 0)

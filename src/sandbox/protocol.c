@@ -35,6 +35,15 @@ static size_t count_strings(const char *const *v)
     return n;
 }
 
+static uint8_t zygote_kind(const char *name)
+{
+    if (name && strcmp(name, "python3") == 0)
+        return WISP_SB_ZYG_PYTHON3;
+    if (name && strcmp(name, "nodejs") == 0)
+        return WISP_SB_ZYG_NODEJS;
+    return WISP_SB_ZYG_NONE;
+}
+
 int wisp__sb_encode_spawn(const wisp_sandbox_spec_t *spec, uint32_t seq, void **out, size_t *len,
                           wisp_err_t *err)
 {
@@ -66,8 +75,7 @@ int wisp__sb_encode_spawn(const wisp_sandbox_spec_t *spec, uint32_t seq, void **
         .nofile = spec->nofile ? spec->nofile : WISP_SB_DEFAULT_NOFILE,
         .api_port = spec->api_port ? spec->api_port : WISP_SB_DEFAULT_PORT,
         .has_runtime = spec->runtime_dir != NULL,
-        .zygote = spec->zygote && strcmp(spec->zygote, "python3") == 0 ? WISP_SB_ZYG_PYTHON3
-                                                                       : WISP_SB_ZYG_NONE,
+        .zygote = zygote_kind(spec->zygote),
         .argc = (uint32_t)argc,
         .envc = (uint32_t)envc,
     };

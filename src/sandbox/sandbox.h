@@ -41,7 +41,8 @@ typedef struct wisp_sandbox_config {
     int pool_size;  /* network namespaces (with their listener on port 9001) and
                        cgroups the spawner keeps ready, refilled while idle;
                        0: default (8); negative: no pools */
-    bool no_zygote; /* never fork sandboxes from a zygote (also: env WISP_ZYGOTE=0) */
+    bool no_zygote; /* never fork sandboxes from a zygote nor bind a nodejs stem (also:
+                       env WISP_ZYGOTE=0) */
 } wisp_sandbox_config_t;
 
 typedef struct wisp_sandbox_spec {
@@ -61,8 +62,10 @@ typedef struct wisp_sandbox_spec {
     bool allow_network;      /* reserved: always false for now (loopback only) */
     const char *zygote;      /* "python3": the sandbox may instead be forked from a
                                 pre-initialised interpreter (same isolation, see
-                                zygote.c) when argv, envp and runtime_dir allow it;
-                                NULL or unknown: always exec argv */
+                                zygote_child.c); "nodejs": it may be a pre-started
+                                stem bound to this spec (spawner.c); either only when
+                                argv, envp and runtime_dir allow it; NULL or unknown:
+                                always exec argv */
 } wisp_sandbox_spec_t;
 
 typedef struct wisp_sandbox_started {

@@ -40,7 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -53,6 +55,7 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "sandbox/internal.h"
@@ -67,6 +70,15 @@
 #define REFILL_IDLE_MS 3
 #define ZYGOTE_MAX_FAILURES 3
 #define PYTHON_BIN "/usr/bin/python3"
+#define NODE_BIN "/usr/bin/node"
+#define STEMS_MAX 2 /* nodejs stems kept ready */
+#define STEM_MAX_FAILURES 3
+#define STEM_PREFIX "stem." /* no sandbox id has a dot */
+/* Until bound, a stem has the least CPU share (its node starts in the
+ * background, yielding to running envs), and it is made only once the
+ * spawner has been idle this long (a burst of cold starts comes first). */
+#define STEM_CPU_WEIGHT 1
+#define STEM_IDLE_MS 20
 
 /* One live sandbox. */
 struct sbx {
@@ -76,6 +88,7 @@ struct sbx {
     bool reaped;     /* first process waited for; cleanup pending */
     int wait_status; /* as waitpid reported it */
     int attempts;    /* cleanup tries so far */
+    bool stem;       /* an unbound stem: the daemon does not know it */
 };
 
 /* A ready network namespace and its listener. */
@@ -94,6 +107,17 @@ struct zygote {
     int failures;      /* starts or requests that failed; at ZYGOTE_MAX_FAILURES: off */
     char *runtime_dir; /* the runtime folder it was started from */
     uint64_t start_ns;
+};
+
+/* A nodejs stem: a sandbox started ahead of need with an empty /var/task and
+ * no limits but pids, its runtime waiting on descriptor 3 (the bind pipe) for
+ * the environment of the function it will serve (see stem_bind). */
+struct stem {
+    struct sbx *b; /* its entry in the live list, id "stem.<n>" */
+    int bind_w;    /* the spawner's end of its bind socket */
+    bool ready;    /* its runtime said "R": warmed up, waiting for the bind */
+    int mnt_fd;    /* its mount namespace */
+    int fds[3];    /* listener, stdout and stderr read ends, for the daemon */
 };
 
 /* The spawner's state; a single instance lives in wisp__spawner_main. */
@@ -120,6 +144,12 @@ struct spawner {
     bool cg_pool_broken;    /* making a pooled group failed; stop trying */
     uint64_t last_spawn_ns; /* CLOCK_MONOTONIC of the last spawn request */
     struct zygote zyg;
+    struct stem stems[STEMS_MAX]; /* oldest first */
+    int nstems;
+    unsigned next_stem;     /* number of the next stem's id */
+    int stem_failures;      /* at STEM_MAX_FAILURES: no more stems */
+    char *stem_runtime_dir; /* set by the first nodejs request that could use a stem */
+    char *stem_task;        /* the empty folder at a stem's /var/task */
 };
 
 static struct sbx *find_id(struct spawner *s, const char *id)
@@ -204,6 +234,13 @@ static int setup(struct spawner *s, wisp_err_t *err)
     wisp_err_clear(&terr);
     if (s->cfg->pool_size > 0 && wisp__rootfs_template(&s->fs, &terr) < 0)
         wisp_warn("sandbox", "no root template, each sandbox builds its root: %s", terr.msg);
+    /* The empty folder a stem has at /var/task until it is bound. */
+    s->stem_task = xasprintf("%s/stem-task", s->cfg->state_dir);
+    if ((mkdir(s->stem_task, 0755) < 0 && errno != EEXIST) || chmod(s->stem_task, 0755) < 0) {
+        wisp_warn("sandbox", "no nodejs stems: %s: %s", s->stem_task, strerror(errno));
+        free(s->stem_task);
+        s->stem_task = NULL;
+    }
     s->last_cap = 0;
     while (prctl(PR_CAPBSET_READ, s->last_cap + 1, 0, 0, 0) >= 0)
         s->last_cap++;
@@ -262,6 +299,9 @@ static bool want_cg(const struct spawner *s)
 }
 
 /* Add one item to each pool that is not full (what one spawn takes). */
+static bool want_stem(const struct spawner *s);
+static void stem_make(struct spawner *s);
+
 static void refill_one(struct spawner *s)
 {
     wisp_err_t err;
@@ -286,6 +326,9 @@ static void refill_one(struct spawner *s)
         }
         s->cgs[s->ncgs++] = s->next_cg++;
     }
+    /* A stem takes a namespace and groups: the next round refills those. */
+    if (want_stem(s) && wisp_mono_ns() - s->last_spawn_ns >= (uint64_t)STEM_IDLE_MS * 1000000u)
+        stem_make(s);
 }
 
 /* The network namespace and listener for a sandbox: pooled or new. */
@@ -346,11 +389,27 @@ static bool has_prefix(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-/* Would an exec'd interpreter start exactly as the zygote did with this
- * environment? LD_LIBRARY_PATH is read once by the dynamic loader: its
+/* Variables read only when an interpreter starts, by itself, the dynamic
+ * loader or the C library: a sandbox whose environment has one cannot come
+ * from a process started without it. */
+static const char *const python_fixed[] = {"LC_", "PYTHON", "LD_", "GLIBC_", "MALLOC_", NULL};
+static const char *const node_fixed[] = {"LC_", "NODE_",  "UV_",     "OPENSSL_",  "SSL_",
+                                         "LD_", "GLIBC_", "MALLOC_", "WISP_STEM", NULL};
+
+static bool has_any_prefix(const char *s, const char *const *prefixes)
+{
+    for (; *prefixes; prefixes++)
+        if (has_prefix(s, *prefixes))
+            return true;
+    return false;
+}
+
+/* Would an exec'd interpreter start exactly as a pre-started one (started
+ * with LANG=C.UTF-8, the default LD_LIBRARY_PATH and none of `fixed`) with
+ * this environment? LD_LIBRARY_PATH is read once by the dynamic loader: its
  * default is harmless only when none of its folders exists in the sandbox
  * (/opt never does; /var/task/lib is the code's lib folder). */
-static bool env_fits(const struct wisp__sb_spec *spec)
+static bool env_fits(const struct wisp__sb_spec *spec, const char *const *fixed)
 {
     bool lang = false;
     for (char **e = spec->envp; *e; e++) {
@@ -364,8 +423,7 @@ static bool env_fits(const struct wisp__sb_spec *spec)
             snprintf(lib, sizeof lib, "%s/lib", spec->code_dir);
             if (lstat(lib, &st) == 0)
                 return false;
-        } else if (has_prefix(*e, "LC_") || has_prefix(*e, "PYTHON") || has_prefix(*e, "LD_") ||
-                   has_prefix(*e, "GLIBC_") || has_prefix(*e, "MALLOC_")) {
+        } else if (has_any_prefix(*e, fixed)) {
             return false;
         }
     }
@@ -384,7 +442,7 @@ static bool zygote_fits(const struct spawner *s, const struct wisp__sb_spec *spe
             return false;
     if (s->zyg.runtime_dir && strcmp(s->zyg.runtime_dir, spec->runtime_dir) != 0)
         return false;
-    return env_fits(spec);
+    return env_fits(spec, python_fixed);
 }
 
 static void zygote_stop(struct spawner *s, bool failed)
@@ -566,10 +624,19 @@ static int zygote_spawn(struct spawner *s, const void *msg, size_t len, int ns_f
 
 /* ---- spawning (continued) ------------------------------------------------------ */
 
-/* Create the sandbox of spec; fills *res, *fds on success. */
+static bool stem_fits(struct spawner *s, const struct wisp__sb_spec *spec);
+static int stem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3],
+                     pid_t *pid_out);
+
+/* Create the sandbox of spec (msg is its request, NULL for a stem); fills
+ * *fds and *pid_out on success. bind_fd >= 0: the child's descriptor 3. */
 static int create(struct spawner *s, const struct wisp__sb_spec *spec, const void *msg, size_t len,
-                  int fds[3], pid_t *pid_out, bool *zygote, wisp_err_t *err)
+                  int bind_fd, int fds[3], pid_t *pid_out, bool *zygote, wisp_err_t *err)
 {
+    if (stem_fits(s, spec) && stem_bind(s, spec, fds, pid_out) == 0) {
+        *zygote = true;
+        return 0;
+    }
     int ns_fd = -1, cg_fds[WISP_CG_N], out[2] = {-1, -1}, errp[2] = {-1, -1};
     for (int i = 0; i < WISP_CG_N; i++)
         cg_fds[i] = -1;
@@ -589,7 +656,7 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, const voi
         wisp_err_sys(err, errno, "pipe");
         goto out;
     }
-    if (zygote_fits(s, spec)) {
+    if (msg && zygote_fits(s, spec)) {
         if (s->zyg.ready) {
             int z = zygote_spawn(s, msg, len, ns_fd, cg_fds, out[1], errp[1], pid_out, err);
             if (z <= 0) {
@@ -619,6 +686,7 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, const voi
         .out_w = out[1],
         .err_w = errp[1],
         .keep_fd = -1,
+        .bind_fd = bind_fd,
     };
     memcpy(c.cg_fds, cg_fds, sizeof c.cg_fds);
     /* Start the child on this CPU (it widens its affinity again just before
@@ -668,6 +736,314 @@ out:
     return rc;
 }
 
+/* ---- nodejs stems ---------------------------------------------------------------
+ * Node cannot be forked once started (it has threads), so its cold start is
+ * cut the other way: a stem is a complete sandbox (namespaces, pooled
+ * cgroups, root, unprivileged, seccomp) running `node bootstrap.js` with an
+ * empty /var/task and WISP_STEM_FD=3 (a stream socket to the spawner); the
+ * runtime loads its modules, warms up, says "R" and blocks reading
+ * descriptor 3. A fitting nodejs request binds the oldest ready stem (none
+ * ready: the request execs node as before): its groups are renamed to the sandbox's id and get its
+ * limits, the code folder is mounted read-only on /var/task in its mount namespace (a detached
+ * clone of the folder moved in by a short-lived helper), /tmp is resized, and the request's
+ * environment is written to the pipe, which is then closed; the runtime replaces its environment
+ * with it, enters /var/task again and goes on as if exec'd. Stems are made while the spawner is
+ * idle, once a nodejs request has shown they are wanted. */
+
+static const char *const node_argv[] = {NODE_BIN, "/var/runtime/nodejs/bootstrap.js", NULL};
+/* A stem's environment: what node reads at start must equal the request's
+ * (node_fixed); the rest is replaced when it is bound. */
+static const char *const stem_envp[] = {
+    "LANG=C.UTF-8",  "TZ=:UTC",        "PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin",
+    DEFAULT_LD_PATH, "WISP_STEM_FD=3", NULL};
+
+static bool argv_is(char *const *argv, const char *const *want)
+{
+    for (int i = 0; want[i] || argv[i]; i++)
+        if (want[i] == NULL || argv[i] == NULL || strcmp(want[i], argv[i]) != 0)
+            return false;
+    return true;
+}
+
+static bool stems_possible(const struct spawner *s)
+{
+    return !s->cfg->no_zygote && s->fs.tmpl_dir != NULL && s->stem_task != NULL &&
+           s->stem_failures < STEM_MAX_FAILURES && wisp__cg_pool_ok(s->cg);
+}
+
+/* May this request use a stem? The first that may says stems are wanted. */
+static bool stem_fits(struct spawner *s, const struct wisp__sb_spec *spec)
+{
+    if (spec->zygote != WISP_SB_ZYG_NODEJS || !stems_possible(s) || spec->runtime_dir == NULL ||
+        spec->api_port != WISP_SB_DEFAULT_PORT || !argv_is(spec->argv, node_argv) ||
+        !env_fits(spec, node_fixed))
+        return false;
+    if (s->stem_runtime_dir == NULL)
+        s->stem_runtime_dir = xstrdup(spec->runtime_dir);
+    return strcmp(s->stem_runtime_dir, spec->runtime_dir) == 0;
+}
+
+static bool want_stem(const struct spawner *s)
+{
+    return s->stem_runtime_dir != NULL && s->nstems < STEMS_MAX && stems_possible(s);
+}
+
+static void stem_failed(struct spawner *s, const char *what, const char *msg)
+{
+    wisp_warn("sandbox", "nodejs stem: %s: %s", what, msg);
+    if (++s->stem_failures == STEM_MAX_FAILURES)
+        wisp_warn("sandbox", "nodejs stems disabled after %d failures; nodejs sandboxes exec node",
+                  STEM_MAX_FAILURES);
+}
+
+static void stem_close(struct stem *st)
+{
+    int fds[] = {st->bind_w, st->mnt_fd, st->fds[0], st->fds[1], st->fds[2]};
+    for (size_t i = 0; i < WISP_ARRAY_LEN(fds); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+/* Drop the stem of b from the ready list (it died, or it is being bound). */
+static void stem_forget(struct spawner *s, const struct sbx *b, bool close_fds)
+{
+    for (int i = 0; i < s->nstems; i++)
+        if (s->stems[i].b == b) {
+            if (close_fds)
+                stem_close(&s->stems[i]);
+            memmove(&s->stems[i], &s->stems[i + 1], (size_t)(s->nstems - i - 1) * sizeof *s->stems);
+            s->nstems--;
+            return;
+        }
+}
+
+/* Start one stem (the spawner is idle). */
+static void stem_make(struct spawner *s)
+{
+    char id[32];
+    snprintf(id, sizeof id, STEM_PREFIX "%u", s->next_stem++);
+    struct wisp__sb_spec spec = {
+        .id = id,
+        .code_dir = s->stem_task,
+        .runtime_dir = s->stem_runtime_dir,
+        .argv = (char **)node_argv,
+        .envp = (char **)stem_envp,
+        .tmp_mb = WISP_SB_DEFAULT_TMP_MB,
+        .pids_max = WISP_SB_DEFAULT_PIDS,
+        .cpu_weight = STEM_CPU_WEIGHT,
+        .nofile = WISP_SB_DEFAULT_NOFILE,
+        .api_port = WISP_SB_DEFAULT_PORT,
+    };
+    wisp_err_t err;
+    wisp_err_clear(&err);
+    int pipefd[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pipefd) < 0) {
+        stem_failed(s, "socketpair", strerror(errno));
+        return;
+    }
+    /* The environment is written at once; never block on it. */
+    int sndbuf = 4 * WISP_SB_MSG_MAX;
+    setsockopt(pipefd[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    fcntl(pipefd[1], F_SETFL, O_NONBLOCK);
+    struct stem st = {.bind_w = pipefd[1], .mnt_fd = -1, .fds = {-1, -1, -1}};
+    pid_t pid = -1;
+    bool unused;
+    int rc = create(s, &spec, NULL, 0, pipefd[0], st.fds, &pid, &unused, &err);
+    close(pipefd[0]);
+    if (rc < 0) {
+        close(pipefd[1]);
+        stem_failed(s, "start", err.msg);
+        return;
+    }
+    struct sbx *b = xcalloc(1, sizeof *b);
+    snprintf(b->id, sizeof b->id, "%s", id);
+    b->pid = pid;
+    b->stem = true;
+    b->next = s->list;
+    s->list = b;
+    st.b = b;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)pid);
+    st.mnt_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (st.mnt_fd < 0) {
+        stem_failed(s, "open its mount namespace", strerror(errno));
+        stem_close(&st);
+        kill(pid, SIGKILL); /* reaped and removed as a stem */
+        return;
+    }
+    s->stems[s->nstems++] = st;
+}
+
+static int stem_prepare(struct spawner *s, struct stem *st, const struct wisp__sb_spec *spec,
+                        wisp_err_t *err);
+
+/* What the helper that mounts a stem's code does, in the stem's mount
+ * namespace (cloned with CLONE_VM | CLONE_VFORK: no allocation). */
+struct stem_job {
+    int mnt_fd;
+    int tree_fd;
+    const char *tmp_opts; /* NULL: keep /tmp as is */
+    int fail_errno;
+    const char *fail_step;
+};
+
+static int stem_job_main(void *arg)
+{
+    struct stem_job *j = arg;
+    if (setns(j->mnt_fd, CLONE_NEWNS) < 0) {
+        j->fail_step = "setns(mount)";
+    } else if (move_mount(j->tree_fd, "", AT_FDCWD, "/var/task", MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+        j->fail_step = "mount the code on /var/task";
+    } else if (j->tmp_opts &&
+               mount(NULL, "/tmp", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, j->tmp_opts) < 0) {
+        j->fail_step = "resize /tmp";
+    } else {
+        _exit(0);
+    }
+    j->fail_errno = errno;
+    _exit(1);
+}
+
+/* Put the groups of a stem that could not be bound back under its own name,
+ * so that its removal finds them and the sandbox's own groups can be made. */
+static void stem_unname(struct spawner *s, const struct stem *st, const char *id)
+{
+    for (int c = 0; c < WISP_CG_N; c++) {
+        if (s->cg->base[c] == NULL)
+            continue;
+        char from[PATH_MAX], to[PATH_MAX];
+        snprintf(from, sizeof from, "%s/%s", s->cg->base[c], id);
+        snprintf(to, sizeof to, "%s/%s", s->cg->base[c], st->b->id);
+        rename(from, to);
+    }
+}
+
+/* Give stem st the sandbox of spec (its groups renamed, limits, code, /tmp,
+ * environment). On failure its groups keep the stem's name. */
+static int stem_bind_one(struct spawner *s, struct stem *st, const struct wisp__sb_spec *spec,
+                         wisp_err_t *err)
+{
+    struct wisp__cg_limits lim = {
+        .memory_bytes = (uint64_t)spec->memory_mb << 20,
+        .pids_max = spec->pids_max,
+        .cpu_weight = spec->cpu_weight,
+    };
+    int rc = wisp__cg_rename(s->cg, st->b->id, spec->id, &lim, err);
+    if (rc == 0)
+        rc = stem_prepare(s, st, spec, err);
+    if (rc < 0) {
+        stem_unname(s, st, spec->id);
+        return -1;
+    }
+    snprintf(st->b->id, sizeof st->b->id, "%s", spec->id);
+    return 0;
+}
+
+/* The rest of a bind, once the groups are the sandbox's. */
+static int stem_prepare(struct spawner *s, struct stem *st, const struct wisp__sb_spec *spec,
+                        wisp_err_t *err)
+{
+    pid_t pid = st->b->pid;
+    if (spec->nofile != WISP_SB_DEFAULT_NOFILE) {
+        struct rlimit nofile = {spec->nofile, spec->nofile};
+        if (prlimit(pid, RLIMIT_NOFILE, &nofile, NULL) < 0)
+            return wisp_err_sys(err, errno, "prlimit(RLIMIT_NOFILE, %u)", spec->nofile);
+    }
+    cleanup_close int tree =
+        open_tree(AT_FDCWD, spec->code_dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (tree < 0)
+        return wisp_err_sys(err, errno, "open_tree %s", spec->code_dir);
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+    if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+        return wisp_err_sys(err, errno, "mount_setattr %s", spec->code_dir);
+    char tmp_opts[32];
+    snprintf(tmp_opts, sizeof tmp_opts, "size=%um", spec->tmp_mb);
+    struct stem_job job = {
+        .mnt_fd = st->mnt_fd,
+        .tree_fd = tree,
+        .tmp_opts = spec->tmp_mb != WISP_SB_DEFAULT_TMP_MB ? tmp_opts : NULL,
+    };
+    pid_t helper =
+        clone(stem_job_main, s->stack + CHILD_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &job);
+    if (helper < 0)
+        return wisp_err_sys(err, errno, "clone");
+    int status = 0;
+    while (waitpid(helper, &status, __WALL) < 0 && errno == EINTR)
+        ;
+#ifdef __SANITIZE_ADDRESS__
+    ASAN_UNPOISON_MEMORY_REGION(s->stack + 4096, CHILD_STACK_SIZE - 4096);
+#endif
+    if (job.fail_step)
+        return wisp_err_sys(err, job.fail_errno, "%s", job.fail_step);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return wisp_err_set(err, WISP_EINTERNAL, "the mount helper failed (status %d)", status);
+    /* The environment, each entry NUL-terminated, then end of file. */
+    wisp_buf_t env = WISP_BUF_INIT(WISP_SB_MSG_MAX);
+    int rc = 0;
+    for (char **e = spec->envp; rc == 0 && *e; e++)
+        rc = wisp_buf_append(&env, *e, strlen(*e) + 1, err);
+    ssize_t n = rc == 0 ? write(st->bind_w, env.data, env.len) : -1;
+    bool whole = rc == 0 && n == (ssize_t)env.len;
+    int werr = errno;
+    wisp_buf_free(&env);
+    if (rc < 0)
+        return -1;
+    if (!whole)
+        return wisp_err_sys(err, n < 0 ? werr : EMSGSIZE, "write the environment");
+    close(st->bind_w);
+    st->bind_w = -1;
+    return 0;
+}
+
+/* Bind a ready stem to spec. 0: done (*fds, *pid_out); -1: none could be
+ * bound (every stem tried was killed), exec instead. */
+static int stem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3],
+                     pid_t *pid_out)
+{
+    for (;;) {
+        int i = 0;
+        while (i < s->nstems && !s->stems[i].ready)
+            i++;
+        if (i == s->nstems)
+            return -1;
+        struct stem st = s->stems[i];
+        stem_forget(s, st.b, false);
+        wisp_err_t err;
+        wisp_err_clear(&err);
+        if (stem_bind_one(s, &st, spec, &err) == 0) {
+            /* do_spawn lists the sandbox again under its id. */
+            *pid_out = st.b->pid;
+            unlink_sbx(s, st.b);
+            free(st.b);
+            memcpy(fds, st.fds, sizeof st.fds);
+            st.fds[0] = st.fds[1] = st.fds[2] = -1;
+            stem_close(&st);
+            return 0;
+        }
+        stem_failed(s, "bind", err.msg);
+        /* Reaped and removed as a stem, under whichever id it has now. */
+        kill(st.b->pid, SIGKILL);
+        stem_close(&st);
+    }
+}
+
+/* A stem's socket is readable before its bind: "R" once it is ready; end of
+ * file or anything else means it is broken (killed; the reaper removes it). */
+static void stem_hello(struct spawner *s, struct stem *st)
+{
+    char buf[8];
+    ssize_t n = recv(st->bind_w, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n == 1 && buf[0] == 'R') {
+        st->ready = true;
+        return;
+    }
+    stem_failed(s, "no greeting", n == 0 ? "end of file" : "unexpected bytes");
+    kill(st->b->pid, SIGKILL);
+    stem_forget(s, st->b, true);
+}
+
 static void do_spawn(struct spawner *s, const void *msg, size_t len)
 {
     uint64_t t0 = wisp_mono_ns();
@@ -684,7 +1060,7 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
     bool zygote = false;
     if (find_id(s, spec.id)) {
         wisp_err_set(&err, WISP_ECONFLICT, "sandbox %s exists", spec.id);
-    } else if (create(s, &spec, msg, len, fds, &pid, &zygote, &err) == 0) {
+    } else if (create(s, &spec, msg, len, -1, fds, &pid, &zygote, &err) == 0) {
         struct sbx *b = xcalloc(1, sizeof *b);
         snprintf(b->id, sizeof b->id, "%s", spec.id);
         b->pid = pid;
@@ -731,9 +1107,10 @@ static bool finalize(struct spawner *s, struct sbx *b, bool report)
         return false;
     if (b->attempts >= FINALIZE_ATTEMPTS)
         wisp_warn("sandbox", "cannot remove the cgroups of sandbox %s", b->id);
+    bool stem = b->stem;
     unlink_sbx(s, b);
     free(b);
-    if (report)
+    if (report && !stem)
         send_or_die(s, &ev, sizeof ev, NULL, 0);
     return true;
 }
@@ -751,6 +1128,12 @@ static void reap(struct spawner *s, bool report)
         }
         for (struct sbx *b = s->list; b; b = b->next)
             if (b->pid == pid && !b->reaped) {
+                if (b->stem) {
+                    char why[32];
+                    snprintf(why, sizeof why, "wait status %d", st);
+                    stem_failed(s, "exited before use", why);
+                    stem_forget(s, b, true);
+                }
                 b->reaped = true;
                 b->wait_status = st;
                 finalize(s, b, report);
@@ -877,25 +1260,32 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
     send_or_die(&s, &ready, sizeof ready, NULL, 0);
     void *buf = xmalloc(WISP_SB_MSG_MAX);
     for (;;) {
-        struct pollfd p[3] = {
+        struct pollfd p[3 + STEMS_MAX] = {
             {.fd = s.sigfd, .events = POLLIN},
             {.fd = sock, .events = POLLIN},
             {.fd = s.zyg.pid > 0 && !s.zyg.ready ? s.zyg.sock : -1, .events = POLLIN}};
+        struct sbx *waiting[STEMS_MAX]; /* the stems polled for their greeting */
+        for (int i = 0; i < STEMS_MAX; i++) {
+            bool poll_it = i < s.nstems && !s.stems[i].ready;
+            p[3 + i] = (struct pollfd){.fd = poll_it ? s.stems[i].bind_w : -1, .events = POLLIN};
+            waiting[i] = poll_it ? s.stems[i].b : NULL;
+        }
         bool busy = false;
         for (struct sbx *b = s.list; b && !busy; b = b->next)
             busy = b->reaped;
         /* Refill once REFILL_IDLE_MS passed since the last spawn (exits and
          * kills do not delay it: under a steady stream of short-lived envs
          * the pools would otherwise never refill). */
-        bool refill = want_net(&s) || want_cg(&s);
+        bool refill = want_net(&s) || want_cg(&s) || want_stem(&s);
         uint64_t since = wisp_mono_ns() - s.last_spawn_ns;
-        uint64_t idle = (uint64_t)REFILL_IDLE_MS * 1000000u;
+        uint64_t idle =
+            (uint64_t)(want_net(&s) || want_cg(&s) ? REFILL_IDLE_MS : STEM_IDLE_MS) * 1000000u;
         int timeout = busy ? FINALIZE_RETRY_MS : -1;
         if (refill) {
             int left = since >= idle ? 0 : (int)((idle - since) / 1000000u) + 1;
             timeout = timeout < 0 || left < timeout ? left : timeout;
         }
-        int n = poll(p, 3, timeout);
+        int n = poll(p, 3 + STEMS_MAX, timeout);
         if (n < 0 && errno != EINTR)
             shutdown_all(&s, 1);
         /* No request waiting and the last spawn is long enough ago: add one
@@ -904,6 +1294,12 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
             refill_one(&s);
         if (p[2].revents && s.zyg.pid > 0 && !s.zyg.ready)
             zygote_hello(&s);
+        for (int i = 0; i < STEMS_MAX; i++)
+            for (int j = 0; p[3 + i].revents && j < s.nstems; j++)
+                if (s.stems[j].b == waiting[i] && !s.stems[j].ready) {
+                    stem_hello(&s, &s.stems[j]);
+                    break;
+                }
         if (p[0].revents & POLLIN)
             handle_signals(&s);
         if (p[1].revents & POLLIN)

@@ -214,6 +214,7 @@ int wisp_zygote_enter(const void *msg, size_t len, const int *fds, int nfds)
         .out_w = fds[2],
         .err_w = fds[3],
         .keep_fd = status,
+        .bind_fd = -1,
         .cpus = Z.have_cpus ? &Z.cpus : NULL,
     };
     int next = 4;
