@@ -421,7 +421,7 @@ process.on('unhandledRejection', (reason) => {
     fatal(err, 128);
 });
 
-/* Loads a handler from a throwaway file in /tmp, then a few invocations
+/* Loads a handler from throwaway files in /tmp (CommonJS and ES module), then a few invocations
  * (one failing) against a Runtime API served by this process on a loopback
  * port of the stem's own network namespace: the first runs of the loader and
  * the HTTP client cost milliseconds that a bound stem would otherwise pay. */
@@ -432,6 +432,9 @@ async function warmUp() {
     try {
         fs.writeFileSync(file, 'exports.handler = async (ev) => ({ ok: ev.warm });\n');
         warmHandler = await loadHandler(dir, 'warm.handler');
+        /* The ES module loader too (its first import() costs ~10 ms). */
+        fs.writeFileSync(path.join(dir, 'warm-esm.mjs'), 'export const handler = async () => ({});\n');
+        await loadHandler(dir, 'warm-esm.handler');
     } catch (_) {
         /* Keep the inline handler. */
     } finally {
