@@ -208,6 +208,27 @@ bool wisp__cg_oom(const struct wisp__cg *cg, const char *id);
 int wisp__netns_new(int orig_ns, uint16_t port, int *ns_fd, int *api_fd, wisp_err_t *err)
     __attribute__((warn_unused_result));
 
+/* The network namespace maker (netpool.c): a process forked by the spawner
+ * that keeps up to size namespaces from wisp__netns_new(host_ns,
+ * WISP_SB_DEFAULT_PORT) queued on a socket. Spawner thread only. */
+struct wisp__netpool {
+    pid_t pid; /* the maker, > 0 until reaped */
+    int sock;  /* to the maker, -1 once the pool is off */
+};
+/* Fork the maker; on failure p stays off (sock -1). */
+int wisp__netpool_start(struct wisp__netpool *p, int host_ns, int size, wisp_err_t *err)
+    __attribute__((warn_unused_result));
+/* Receive a ready namespace and its listener without waiting: 0, or -1 when
+ * none is queued. A failure of the maker is logged and turns the pool off
+ * (sock -1). */
+int wisp__netpool_recv(struct wisp__netpool *p, int *ns_fd, int *api_fd);
+/* Let the maker make one more (call once per namespace given to a sandbox). */
+void wisp__netpool_credit(struct wisp__netpool *p);
+/* Is pid (just reaped by the spawner) the maker? Forgets it if so. */
+bool wisp__netpool_reaped(struct wisp__netpool *p, pid_t pid);
+/* Close the socket (dropping queued namespaces), kill and reap the maker. */
+void wisp__netpool_stop(struct wisp__netpool *p);
+
 /* ---- seccomp ------------------------------------------------------------- */
 /* Compile the sandbox allow-list to BPF once; free with wisp__seccomp_free. */
 int wisp__seccomp_build(struct sock_fprog *prog, wisp_err_t *err)

@@ -23,9 +23,10 @@
  * cgroups without limits (the mkdir is the cost; v1 only, see cgroup.c).
  * A spawn takes one of each when it can and makes them inline otherwise;
  * every pooled item serves one sandbox and is then gone (the spawner closes
- * its namespace descriptor once the child has joined it). The pools are
- * refilled one item of each at a time, only when no request has come for a few
- * milliseconds.
+ * its namespace descriptor once the child has joined it). The namespaces are
+ * made by a process of their own (netpool.c), on whichever CPU is free, and
+ * received as they come; the cgroups are made here, one at a time, only when
+ * no request has come for a few milliseconds.
  *
  * The daemon's death (EOF on the socket, or SIGTERM as the parent-death
  * signal) or a SHUTDOWN request ends everything: all sandboxes are killed,
@@ -115,10 +116,10 @@ struct spawner {
     int nnets;
     unsigned cgs[WISP_SB_POOL_MAX]; /* the cgroup pool: numbers of "pool.<n>" groups */
     int ncgs;
-    unsigned next_cg;       /* number of the next pooled group */
-    bool net_pool_broken;   /* making a pooled namespace failed; stop trying */
-    bool cg_pool_broken;    /* making a pooled group failed; stop trying */
-    uint64_t last_spawn_ns; /* CLOCK_MONOTONIC of the last spawn request */
+    unsigned next_cg;             /* number of the next pooled group */
+    struct wisp__netpool netpool; /* the maker of the pooled namespaces */
+    bool cg_pool_broken;          /* making a pooled group failed; stop trying */
+    uint64_t last_spawn_ns;       /* CLOCK_MONOTONIC of the last spawn request */
     struct zygote zyg;
 };
 
@@ -217,6 +218,10 @@ static int setup(struct spawner *s, wisp_err_t *err)
     mprotect(s->stack, 4096, PROT_NONE); /* guard page */
     if (sched_getaffinity(0, sizeof s->cpus, &s->cpus) < 0)
         return wisp_err_sys(err, errno, "sched_getaffinity");
+    wisp_err_clear(&terr);
+    if (s->cfg->pool_size > 0 &&
+        wisp__netpool_start(&s->netpool, s->host_netns, s->cfg->pool_size, &terr) < 0)
+        wisp_warn("sandbox", "no network namespace pool: %s", terr.msg);
     return 0;
 }
 
@@ -253,7 +258,18 @@ static void cg_pool_name(char *buf, size_t cap, unsigned n)
 
 static bool want_net(const struct spawner *s)
 {
-    return s->nnets < s->cfg->pool_size && !s->net_pool_broken;
+    return s->nnets < s->cfg->pool_size && s->netpool.sock >= 0;
+}
+
+/* Take in the namespaces the maker has sent, while the pool has room. */
+static void receive_nets(struct spawner *s)
+{
+    while (want_net(s)) {
+        struct ready_net *r = &s->nets[s->nnets];
+        if (wisp__netpool_recv(&s->netpool, &r->ns_fd, &r->api_fd) < 0)
+            return;
+        s->nnets++;
+    }
 }
 
 static bool want_cg(const struct spawner *s)
@@ -261,21 +277,11 @@ static bool want_cg(const struct spawner *s)
     return s->ncgs < s->cfg->pool_size && !s->cg_pool_broken && wisp__cg_pool_ok(s->cg);
 }
 
-/* Add one item to each pool that is not full (what one spawn takes). */
+/* Add one group to the cgroup pool (what one spawn takes). */
 static void refill_one(struct spawner *s)
 {
     wisp_err_t err;
     wisp_err_clear(&err);
-    if (want_net(s)) {
-        struct ready_net *r = &s->nets[s->nnets];
-        if (wisp__netns_new(s->host_netns, WISP_SB_DEFAULT_PORT, &r->ns_fd, &r->api_fd, &err) < 0) {
-            /* Spawns make their own and report the error. */
-            wisp_warn("sandbox", "network namespace pool disabled: %s", err.msg);
-            s->net_pool_broken = true;
-        } else {
-            s->nnets++;
-        }
-    }
     if (want_cg(s)) {
         char name[32];
         cg_pool_name(name, sizeof name, s->next_cg);
@@ -291,11 +297,14 @@ static void refill_one(struct spawner *s)
 /* The network namespace and listener for a sandbox: pooled or new. */
 static int take_net(struct spawner *s, uint16_t port, int *ns_fd, int *api_fd, wisp_err_t *err)
 {
+    if (port == WISP_SB_DEFAULT_PORT)
+        receive_nets(s);
     if (port == WISP_SB_DEFAULT_PORT && s->nnets > 0) {
         struct ready_net *r = &s->nets[--s->nnets];
         *ns_fd = r->ns_fd;
         *api_fd = r->api_fd;
         r->ns_fd = r->api_fd = -1;
+        wisp__netpool_credit(&s->netpool);
         return 0;
     }
     return wisp__netns_new(s->host_netns, port, ns_fd, api_fd, err);
@@ -319,6 +328,7 @@ static int take_cg(struct spawner *s, const char *id, const struct wisp__cg_limi
 /* Empty both pools (shutdown). */
 static void drain_pools(struct spawner *s)
 {
+    wisp__netpool_stop(&s->netpool);
     for (; s->nnets > 0; s->nnets--) {
         close(s->nets[s->nnets - 1].ns_fd);
         close(s->nets[s->nnets - 1].api_fd);
@@ -743,6 +753,8 @@ static void reap(struct spawner *s, bool report)
     int st;
     pid_t pid;
     while ((pid = waitpid(-1, &st, WNOHANG | __WALL)) > 0) {
+        if (wisp__netpool_reaped(&s->netpool, pid))
+            continue;
         if (pid == s->zyg.pid) {
             wisp_warn("sandbox", "python3 zygote %d exited (status %d)", (int)pid, st);
             s->zyg.pid = -1;
@@ -774,6 +786,7 @@ static bool finalize_pending(struct spawner *s)
 /* Kill every sandbox, wait for all, remove the groups and exit. */
 __attribute__((noreturn)) static void shutdown_all(struct spawner *s, int code)
 {
+    wisp__netpool_stop(&s->netpool);
     if (s->zyg.pid > 0) {
         pid_t z = s->zyg.pid;
         zygote_stop(s, false);
@@ -863,6 +876,7 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
                         .daemon = daemon,
                         .cfg = cfg,
                         .cg = cg,
+                        .netpool = {.pid = -1, .sock = -1},
                         .zyg = {.pid = -1, .sock = -1}};
     wisp_err_t err;
     wisp_err_clear(&err);
@@ -877,17 +891,18 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
     send_or_die(&s, &ready, sizeof ready, NULL, 0);
     void *buf = xmalloc(WISP_SB_MSG_MAX);
     for (;;) {
-        struct pollfd p[3] = {
+        struct pollfd p[4] = {
             {.fd = s.sigfd, .events = POLLIN},
             {.fd = sock, .events = POLLIN},
-            {.fd = s.zyg.pid > 0 && !s.zyg.ready ? s.zyg.sock : -1, .events = POLLIN}};
+            {.fd = s.zyg.pid > 0 && !s.zyg.ready ? s.zyg.sock : -1, .events = POLLIN},
+            {.fd = want_net(&s) ? s.netpool.sock : -1, .events = POLLIN}};
         bool busy = false;
         for (struct sbx *b = s.list; b && !busy; b = b->next)
             busy = b->reaped;
         /* Refill once REFILL_IDLE_MS passed since the last spawn (exits and
          * kills do not delay it: under a steady stream of short-lived envs
          * the pools would otherwise never refill). */
-        bool refill = want_net(&s) || want_cg(&s);
+        bool refill = want_cg(&s);
         uint64_t since = wisp_mono_ns() - s.last_spawn_ns;
         uint64_t idle = (uint64_t)REFILL_IDLE_MS * 1000000u;
         int timeout = busy ? FINALIZE_RETRY_MS : -1;
@@ -895,7 +910,7 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
             int left = since >= idle ? 0 : (int)((idle - since) / 1000000u) + 1;
             timeout = timeout < 0 || left < timeout ? left : timeout;
         }
-        int n = poll(p, 3, timeout);
+        int n = poll(p, 4, timeout);
         if (n < 0 && errno != EINTR)
             shutdown_all(&s, 1);
         /* No request waiting and the last spawn is long enough ago: add one
@@ -904,6 +919,8 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
             refill_one(&s);
         if (p[2].revents && s.zyg.pid > 0 && !s.zyg.ready)
             zygote_hello(&s);
+        if (p[3].revents)
+            receive_nets(&s);
         if (p[0].revents & POLLIN)
             handle_signals(&s);
         if (p[1].revents & POLLIN)
