@@ -208,26 +208,40 @@ bool wisp__cg_oom(const struct wisp__cg *cg, const char *id);
 int wisp__netns_new(int orig_ns, uint16_t port, int *ns_fd, int *api_fd, wisp_err_t *err)
     __attribute__((warn_unused_result));
 
-/* The network namespace maker (netpool.c): a process forked by the spawner
- * that keeps up to size namespaces from wisp__netns_new(host_ns,
- * WISP_SB_DEFAULT_PORT) queued on a socket. Spawner thread only. */
-struct wisp__netpool {
-    pid_t pid; /* the maker, > 0 until reaped */
-    int sock;  /* to the maker, -1 once the pool is off */
+/* The pool maker (pool.c): a process forked by the spawner that keeps up to
+ * size network namespaces from wisp__netns_new(host_ns, WISP_SB_DEFAULT_PORT)
+ * and, if wisp__cg_pool_ok, up to size pooled groups queued on a socket.
+ * Spawner thread only. */
+struct wisp__pool {
+    pid_t pid;    /* the maker, > 0 until reaped */
+    int sock;     /* to the maker, -1 once closed */
+    bool stopped; /* wisp__pool_stop was called: its end is no news */
+};
+enum wisp__pool_kind {
+    WISP_POOL_NET = 1,    /* a namespace: ns_fd, api_fd */
+    WISP_POOL_CG,         /* groups named WISP_CG_POOL_PREFIX "<cg>" */
+    WISP_POOL_NET_FAILED, /* no more namespaces (logged) */
+    WISP_POOL_CG_FAILED,  /* no more groups (logged) */
+};
+struct wisp__pool_item {
+    enum wisp__pool_kind kind;
+    int ns_fd, api_fd; /* WISP_POOL_NET, close-on-exec; the receiver owns them */
+    unsigned cg;       /* WISP_POOL_CG */
 };
 /* Fork the maker; on failure p stays off (sock -1). */
-int wisp__netpool_start(struct wisp__netpool *p, int host_ns, int size, wisp_err_t *err)
-    __attribute__((warn_unused_result));
-/* Receive a ready namespace and its listener without waiting: 0, or -1 when
- * none is queued. A failure of the maker is logged and turns the pool off
- * (sock -1). */
-int wisp__netpool_recv(struct wisp__netpool *p, int *ns_fd, int *api_fd);
-/* Let the maker make one more (call once per namespace given to a sandbox). */
-void wisp__netpool_credit(struct wisp__netpool *p);
+int wisp__pool_start(struct wisp__pool *p, int host_ns, const struct wisp__cg *cg, int size,
+                     wisp_err_t *err) __attribute__((warn_unused_result));
+/* Receive one queued item without waiting: 0, or -1 when none is queued. If
+ * the maker is gone and nothing is left, logs it and closes the socket. */
+int wisp__pool_recv(struct wisp__pool *p, struct wisp__pool_item *it);
+/* Let the maker make one more of kind (once per item given to a sandbox). */
+void wisp__pool_credit(struct wisp__pool *p, enum wisp__pool_kind kind);
 /* Is pid (just reaped by the spawner) the maker? Forgets it if so. */
-bool wisp__netpool_reaped(struct wisp__netpool *p, pid_t pid);
-/* Close the socket (dropping queued namespaces), kill and reap the maker. */
-void wisp__netpool_stop(struct wisp__netpool *p);
+bool wisp__pool_reaped(struct wisp__pool *p, pid_t pid);
+/* Kill and reap the maker; what it queued can still be received. */
+void wisp__pool_stop(struct wisp__pool *p);
+/* Close the socket (what is still queued is dropped). */
+void wisp__pool_close(struct wisp__pool *p);
 
 /* ---- seccomp ------------------------------------------------------------- */
 /* Compile the sandbox allow-list to BPF once; free with wisp__seccomp_free. */

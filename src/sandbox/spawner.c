@@ -23,10 +23,10 @@
  * cgroups without limits (the mkdir is the cost; v1 only, see cgroup.c).
  * A spawn takes one of each when it can and makes them inline otherwise;
  * every pooled item serves one sandbox and is then gone (the spawner closes
- * its namespace descriptor once the child has joined it). The namespaces are
- * made by a process of their own (netpool.c), on whichever CPU is free, and
- * received as they come; the cgroups are made here, one at a time, only when
- * no request has come for a few milliseconds.
+ * its namespace descriptor once the child has joined it). Both are made by a
+ * process of their own (pool.c), on whichever CPU is free, and received as
+ * they come. Without that process the cgroups are made here, one at a time,
+ * only when no request has come for a few milliseconds.
  *
  * The daemon's death (EOF on the socket, or SIGTERM as the parent-death
  * signal) or a SHUTDOWN request ends everything: all sandboxes are killed,
@@ -116,10 +116,10 @@ struct spawner {
     int nnets;
     unsigned cgs[WISP_SB_POOL_MAX]; /* the cgroup pool: numbers of "pool.<n>" groups */
     int ncgs;
-    unsigned next_cg;             /* number of the next pooled group */
-    struct wisp__netpool netpool; /* the maker of the pooled namespaces */
-    bool cg_pool_broken;          /* making a pooled group failed; stop trying */
-    uint64_t last_spawn_ns;       /* CLOCK_MONOTONIC of the last spawn request */
+    unsigned next_cg;       /* number of the next pooled group */
+    struct wisp__pool pool; /* the maker of the pooled items */
+    bool cg_pool_broken;    /* making a pooled group failed; stop trying */
+    uint64_t last_spawn_ns; /* CLOCK_MONOTONIC of the last spawn request */
     struct zygote zyg;
 };
 
@@ -220,8 +220,8 @@ static int setup(struct spawner *s, wisp_err_t *err)
         return wisp_err_sys(err, errno, "sched_getaffinity");
     wisp_err_clear(&terr);
     if (s->cfg->pool_size > 0 &&
-        wisp__netpool_start(&s->netpool, s->host_netns, s->cfg->pool_size, &terr) < 0)
-        wisp_warn("sandbox", "no network namespace pool: %s", terr.msg);
+        wisp__pool_start(&s->pool, s->host_netns, s->cg, s->cfg->pool_size, &terr) < 0)
+        wisp_warn("sandbox", "no pool maker, no network namespace pool: %s", terr.msg);
     return 0;
 }
 
@@ -256,25 +256,29 @@ static void cg_pool_name(char *buf, size_t cap, unsigned n)
     snprintf(buf, cap, WISP_CG_POOL_PREFIX "%u", n);
 }
 
-static bool want_net(const struct spawner *s)
+/* Take in what the maker has sent. It never has more out than a pool holds. */
+static void receive_pool(struct spawner *s)
 {
-    return s->nnets < s->cfg->pool_size && s->netpool.sock >= 0;
-}
-
-/* Take in the namespaces the maker has sent, while the pool has room. */
-static void receive_nets(struct spawner *s)
-{
-    while (want_net(s)) {
-        struct ready_net *r = &s->nets[s->nnets];
-        if (wisp__netpool_recv(&s->netpool, &r->ns_fd, &r->api_fd) < 0)
-            return;
-        s->nnets++;
+    struct wisp__pool_item it;
+    while (wisp__pool_recv(&s->pool, &it) == 0) {
+        if (it.kind == WISP_POOL_NET && s->nnets < WISP_SB_POOL_MAX) {
+            s->nets[s->nnets++] = (struct ready_net){.ns_fd = it.ns_fd, .api_fd = it.api_fd};
+        } else if (it.kind == WISP_POOL_CG && s->ncgs < WISP_SB_POOL_MAX) {
+            s->cgs[s->ncgs++] = it.cg;
+        } else if (it.kind == WISP_POOL_CG_FAILED) {
+            s->cg_pool_broken = true;
+        } else if (it.kind == WISP_POOL_NET) {
+            close(it.ns_fd);
+            close(it.api_fd);
+        }
     }
 }
 
+/* Should the spawner make a pooled group itself (no maker)? */
 static bool want_cg(const struct spawner *s)
 {
-    return s->ncgs < s->cfg->pool_size && !s->cg_pool_broken && wisp__cg_pool_ok(s->cg);
+    return s->pool.sock < 0 && s->ncgs < s->cfg->pool_size && !s->cg_pool_broken &&
+           wisp__cg_pool_ok(s->cg);
 }
 
 /* Add one group to the cgroup pool (what one spawn takes). */
@@ -297,14 +301,12 @@ static void refill_one(struct spawner *s)
 /* The network namespace and listener for a sandbox: pooled or new. */
 static int take_net(struct spawner *s, uint16_t port, int *ns_fd, int *api_fd, wisp_err_t *err)
 {
-    if (port == WISP_SB_DEFAULT_PORT)
-        receive_nets(s);
     if (port == WISP_SB_DEFAULT_PORT && s->nnets > 0) {
         struct ready_net *r = &s->nets[--s->nnets];
         *ns_fd = r->ns_fd;
         *api_fd = r->api_fd;
         r->ns_fd = r->api_fd = -1;
-        wisp__netpool_credit(&s->netpool);
+        wisp__pool_credit(&s->pool, WISP_POOL_NET);
         return 0;
     }
     return wisp__netns_new(s->host_netns, port, ns_fd, api_fd, err);
@@ -317,6 +319,7 @@ static int take_cg(struct spawner *s, const char *id, const struct wisp__cg_limi
     if (s->ncgs > 0) {
         char name[32];
         cg_pool_name(name, sizeof name, s->cgs[--s->ncgs]);
+        wisp__pool_credit(&s->pool, WISP_POOL_CG);
         wisp_err_t perr;
         wisp_err_clear(&perr);
         if (wisp__cg_pool_take(s->cg, name, id, lim, cg_fds, &perr) == 0)
@@ -328,7 +331,9 @@ static int take_cg(struct spawner *s, const char *id, const struct wisp__cg_limi
 /* Empty both pools (shutdown). */
 static void drain_pools(struct spawner *s)
 {
-    wisp__netpool_stop(&s->netpool);
+    wisp__pool_stop(&s->pool);
+    receive_pool(s);
+    wisp__pool_close(&s->pool);
     for (; s->nnets > 0; s->nnets--) {
         close(s->nets[s->nnets - 1].ns_fd);
         close(s->nets[s->nnets - 1].api_fd);
@@ -753,7 +758,7 @@ static void reap(struct spawner *s, bool report)
     int st;
     pid_t pid;
     while ((pid = waitpid(-1, &st, WNOHANG | __WALL)) > 0) {
-        if (wisp__netpool_reaped(&s->netpool, pid))
+        if (wisp__pool_reaped(&s->pool, pid))
             continue;
         if (pid == s->zyg.pid) {
             wisp_warn("sandbox", "python3 zygote %d exited (status %d)", (int)pid, st);
@@ -786,7 +791,7 @@ static bool finalize_pending(struct spawner *s)
 /* Kill every sandbox, wait for all, remove the groups and exit. */
 __attribute__((noreturn)) static void shutdown_all(struct spawner *s, int code)
 {
-    wisp__netpool_stop(&s->netpool);
+    wisp__pool_stop(&s->pool);
     if (s->zyg.pid > 0) {
         pid_t z = s->zyg.pid;
         zygote_stop(s, false);
@@ -876,7 +881,7 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
                         .daemon = daemon,
                         .cfg = cfg,
                         .cg = cg,
-                        .netpool = {.pid = -1, .sock = -1},
+                        .pool = {.pid = -1, .sock = -1},
                         .zyg = {.pid = -1, .sock = -1}};
     wisp_err_t err;
     wisp_err_clear(&err);
@@ -895,7 +900,7 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
             {.fd = s.sigfd, .events = POLLIN},
             {.fd = sock, .events = POLLIN},
             {.fd = s.zyg.pid > 0 && !s.zyg.ready ? s.zyg.sock : -1, .events = POLLIN},
-            {.fd = want_net(&s) ? s.netpool.sock : -1, .events = POLLIN}};
+            {.fd = s.pool.sock, .events = POLLIN}};
         bool busy = false;
         for (struct sbx *b = s.list; b && !busy; b = b->next)
             busy = b->reaped;
@@ -920,7 +925,7 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
         if (p[2].revents && s.zyg.pid > 0 && !s.zyg.ready)
             zygote_hello(&s);
         if (p[3].revents)
-            receive_nets(&s);
+            receive_pool(&s);
         if (p[0].revents & POLLIN)
             handle_signals(&s);
         if (p[1].revents & POLLIN)
