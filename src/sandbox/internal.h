@@ -192,6 +192,9 @@ int wisp__cg_pool_take(const struct wisp__cg *cg, const char *name, const char *
     __attribute__((warn_unused_result));
 /* SIGKILL every process in the groups of id; returns how many were seen. */
 int wisp__cg_kill(const struct wisp__cg *cg, const char *id);
+/* SIGKILL every process in the first group of id only (enough when every
+ * process is in all of them, as a sandbox's are); returns how many were seen. */
+int wisp__cg_kill_one(const struct wisp__cg *cg, const char *id);
 /* Remove the groups of id; true when none is left (false: busy, retry). */
 bool wisp__cg_destroy(const struct wisp__cg *cg, const char *id);
 /* Memory high-water mark in bytes (0 if unknown). */

@@ -725,10 +725,11 @@ static void do_kill(struct spawner *s, const void *msg, size_t len)
     struct sbx *b = find_id(s, k->id);
     if (b == NULL || b->reaped)
         return;
-    /* The init's death takes the whole pid namespace with it; the cgroup
-     * sweep catches anything that raced. */
+    /* The init's death takes the whole pid namespace with it; the sweep
+     * stops the rest at once should the init take time to die. Every
+     * process of a sandbox is in all of its groups, so one group is enough. */
     kill(b->pid, SIGKILL);
-    wisp__cg_kill(s->cg, b->id);
+    wisp__cg_kill_one(s->cg, b->id);
 }
 
 /* ---- endings ----------------------------------------------------------------- */
@@ -737,13 +738,19 @@ static void do_kill(struct spawner *s, const void *msg, size_t len)
  * Returns true when it is gone. */
 static bool finalize(struct spawner *s, struct sbx *b, bool report)
 {
-    wisp__cg_kill(s->cg, b->id);
     struct wisp__sb_exit ev = {.hdr = {WISP_SB_EXIT, 0}, .wait_status = b->wait_status};
     snprintf(ev.id, sizeof ev.id, "%s", b->id);
     ev.peak_mem = wisp__cg_peak(s->cg, b->id);
     ev.oom = wisp__cg_oom(s->cg, b->id);
-    if (!wisp__cg_destroy(s->cg, b->id) && ++b->attempts < FINALIZE_ATTEMPTS)
-        return false;
+    /* Once its init is reaped, the kernel has killed and reaped the rest of
+     * the pid namespace (the init waits for them in its exit), so the groups
+     * are normally empty and the sweep (a cgroup.procs read per group) is
+     * only needed when removing them fails. */
+    if (!wisp__cg_destroy(s->cg, b->id)) {
+        wisp__cg_kill(s->cg, b->id);
+        if (++b->attempts < FINALIZE_ATTEMPTS)
+            return false;
+    }
     if (b->attempts >= FINALIZE_ATTEMPTS)
         wisp_warn("sandbox", "cannot remove the cgroups of sandbox %s", b->id);
     unlink_sbx(s, b);
