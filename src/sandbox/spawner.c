@@ -67,6 +67,7 @@
  * runtime's first /next of a static C function). */
 #define REFILL_IDLE_MS 3
 #define ZYGOTE_MAX_FAILURES 3
+#define MESSAGES_PER_TURN 4
 #define PYTHON_BIN "/usr/bin/python3"
 
 /* One live sandbox. */
@@ -301,6 +302,8 @@ static void refill_one(struct spawner *s)
 /* The network namespace and listener for a sandbox: pooled or new. */
 static int take_net(struct spawner *s, uint16_t port, int *ns_fd, int *api_fd, wisp_err_t *err)
 {
+    if (port == WISP_SB_DEFAULT_PORT && s->nnets == 0)
+        receive_pool(s);
     if (port == WISP_SB_DEFAULT_PORT && s->nnets > 0) {
         struct ready_net *r = &s->nets[--s->nnets];
         *ns_fd = r->ns_fd;
@@ -850,9 +853,12 @@ static void handle_signals(struct spawner *s)
         reap(s, true);
 }
 
+/* Handle the daemon's requests, at most MESSAGES_PER_TURN of them: under a
+ * steady stream of spawn requests the socket is never empty, and reaping,
+ * retiring and the pools must get their turn too. */
 static void handle_messages(struct spawner *s, void *buf)
 {
-    for (;;) {
+    for (int i = 0; i < MESSAGES_PER_TURN; i++) {
         ssize_t n = wisp__sb_recv(s->sock, buf, WISP_SB_MSG_MAX, NULL, NULL, MSG_DONTWAIT);
         if (n == 0)
             shutdown_all(s, 0);
