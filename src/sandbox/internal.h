@@ -241,7 +241,8 @@ int wisp__pool_recv(struct wisp__pool *p, struct wisp__pool_item *it);
 void wisp__pool_credit(struct wisp__pool *p, enum wisp__pool_kind kind);
 /* Is pid (just reaped by the spawner) the maker? Forgets it if so. */
 bool wisp__pool_reaped(struct wisp__pool *p, pid_t pid);
-/* Kill and reap the maker; what it queued can still be received. */
+/* Stop and reap the maker (it finishes the item it is making; killed after
+ * 2 s); what it queued can still be received. */
 void wisp__pool_stop(struct wisp__pool *p);
 /* Close the socket (what is still queued is dropped). */
 void wisp__pool_close(struct wisp__pool *p);

@@ -19,13 +19,17 @@
  * missing inline, as it does when the queue is empty.
  *
  * Flow control by credits: the maker starts with `size` credits of each kind,
- * spends one per item sent and sleeps in recv() until the spawner returns
+ * spends one per item sent and sleeps in poll() until the spawner returns
  * credits (one byte, 'n' or 'g', per item given to a sandbox), so at most
- * `size` ready items of each kind exist, queued or held by the spawner. The
+ * `size` ready items of each kind exist, queued or held by the spawner. It
+ * makes what is owed once no credit has come for WISP_POOL_IDLE_MS, so as
+ * not to compete with a sandbox that is starting, or at once when half a
+ * pool is owed. The
  * maker exits at end of file on its socket and dies with the spawner
  * (PR_SET_PDEATHSIG).
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -34,12 +38,17 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "core/util.h"
 #include "sandbox/internal.h"
 
+/* How long no credit must have come before the maker makes what is owed. */
+#define WISP_POOL_IDLE_MS 3
+/* How long wisp__pool_stop waits for the maker to exit by itself. */
+#define STOP_WAIT_MS 2000
 #define CREDIT_NET 'n'
 #define CREDIT_CG 'g'
 
@@ -57,61 +66,78 @@ static void send_failure(int sock, enum wisp__pool_kind kind, const wisp_err_t *
     wisp__sb_send(sock, &m, offsetof(struct pool_msg, msg) + n, NULL, 0, 0);
 }
 
-/* The maker's loop; never returns. */
+/* Make what is owed: up to nets namespaces and cgs groups (cgs < 0: groups
+ * are off). Exits if the spawner is gone or namespaces cannot be made. */
+static void make_owed(int sock, int host_ns, const struct wisp__cg *cg, int *nets, int *cgs,
+                      unsigned *next_cg)
+{
+    while (*nets > 0 || *cgs > 0) {
+        wisp_err_t err;
+        wisp_err_clear(&err);
+        if (*nets > 0) {
+            int fds[2];
+            if (wisp__netns_new(host_ns, WISP_SB_DEFAULT_PORT, &fds[0], &fds[1], &err) < 0) {
+                send_failure(sock, WISP_POOL_NET_FAILED, &err);
+                _exit(1);
+            }
+            struct pool_msg m = {.kind = WISP_POOL_NET};
+            int rc = wisp__sb_send(sock, &m, offsetof(struct pool_msg, msg), fds, 2, 0);
+            close(fds[0]);
+            close(fds[1]);
+            if (rc < 0)
+                _exit(0); /* the spawner is gone */
+            (*nets)--;
+        }
+        if (*cgs > 0) {
+            char name[32];
+            snprintf(name, sizeof name, WISP_CG_POOL_PREFIX "%u", *next_cg);
+            struct pool_msg m = {.kind = WISP_POOL_CG, .cg = *next_cg};
+            if (wisp__cg_pool_make(cg, name, &err) < 0) {
+                send_failure(sock, WISP_POOL_CG_FAILED, &err);
+                *cgs = -1; /* namespaces only from now on */
+            } else if (wisp__sb_send(sock, &m, offsetof(struct pool_msg, msg), NULL, 0, 0) < 0) {
+                wisp__cg_destroy(cg, name);
+                _exit(0);
+            } else {
+                (*next_cg)++;
+                (*cgs)--;
+            }
+        }
+    }
+}
+
+/* The maker's loop; never returns. nets and cgs count what is owed. */
 __attribute__((noreturn)) static void maker_main(int sock, int host_ns, const struct wisp__cg *cg,
                                                  int size)
 {
     prctl(PR_SET_NAME, "wisp-pool", 0, 0, 0);
-    int nets = size, cgs = wisp__cg_pool_ok(cg) ? size : 0;
+    int nets = size, cgs = wisp__cg_pool_ok(cg) ? size : -1;
     unsigned next_cg = 0;
+    bool now = true; /* at start: fill the pools at once */
     for (;;) {
-        while (nets > 0 || cgs > 0) {
-            wisp_err_t err;
-            wisp_err_clear(&err);
-            if (nets > 0) {
-                int fds[2];
-                if (wisp__netns_new(host_ns, WISP_SB_DEFAULT_PORT, &fds[0], &fds[1], &err) < 0) {
-                    send_failure(sock, WISP_POOL_NET_FAILED, &err);
-                    _exit(1);
-                }
-                struct pool_msg m = {.kind = WISP_POOL_NET};
-                int rc = wisp__sb_send(sock, &m, offsetof(struct pool_msg, msg), fds, 2, 0);
-                close(fds[0]);
-                close(fds[1]);
-                if (rc < 0)
-                    _exit(0); /* the spawner is gone */
-                nets--;
-            }
-            if (cgs > 0) {
-                char name[32];
-                snprintf(name, sizeof name, WISP_CG_POOL_PREFIX "%u", next_cg);
-                struct pool_msg m = {.kind = WISP_POOL_CG, .cg = next_cg};
-                if (wisp__cg_pool_make(cg, name, &err) < 0) {
-                    send_failure(sock, WISP_POOL_CG_FAILED, &err);
-                    cgs = -1; /* namespaces only from now on */
-                } else if (wisp__sb_send(sock, &m, offsetof(struct pool_msg, msg), NULL, 0, 0) <
-                           0) {
-                    wisp__cg_destroy(cg, name);
-                    _exit(0);
-                } else {
-                    next_cg++;
-                    cgs--;
-                }
-            }
-        }
+        if (now)
+            make_owed(sock, host_ns, cg, &nets, &cgs, &next_cg);
+        /* Once something is owed, make it when no credit has come for
+         * WISP_POOL_IDLE_MS (a credit means a sandbox is starting, and making
+         * a namespace beside it would slow its start on a small machine), or
+         * at once when half a pool is owed (a steady stream of spawns). */
+        struct pollfd p = {.fd = sock, .events = POLLIN};
+        int r = poll(&p, 1, nets > 0 || cgs > 0 ? WISP_POOL_IDLE_MS : -1);
+        now = r == 0;
+        if (r <= 0)
+            continue;
         char buf[64];
         ssize_t n;
-        do
-            n = recv(sock, buf, sizeof buf, 0);
-        while (n < 0 && errno == EINTR);
-        if (n <= 0)
+        while ((n = recv(sock, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+            for (ssize_t i = 0; i < n; i++) {
+                if (buf[i] == CREDIT_NET && nets < size)
+                    nets++;
+                else if (buf[i] == CREDIT_CG && cgs >= 0 && cgs < size)
+                    cgs++;
+            }
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
             _exit(0);
-        for (ssize_t i = 0; i < n; i++) {
-            if (buf[i] == CREDIT_NET && nets < size)
-                nets++;
-            else if (buf[i] == CREDIT_CG && cgs >= 0 && cgs < size)
-                cgs++;
-        }
+        now = 2 * nets >= size || 2 * cgs >= size;
     }
 }
 
@@ -210,12 +236,24 @@ bool wisp__pool_reaped(struct wisp__pool *p, pid_t pid)
 void wisp__pool_stop(struct wisp__pool *p)
 {
     p->stopped = true;
-    if (p->pid > 0) {
-        kill(p->pid, SIGKILL);
-        while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        p->pid = -1;
+    if (p->pid <= 0)
+        return;
+    /* End of file tells the maker to exit once the item it is making is sent,
+     * so no half-made group is left behind; SIGKILL if it takes too long. */
+    if (p->sock >= 0)
+        shutdown(p->sock, SHUT_WR);
+    for (int i = 0; i < STOP_WAIT_MS; i++) {
+        pid_t r = waitpid(p->pid, NULL, WNOHANG);
+        if (r == p->pid || (r < 0 && errno != EINTR)) {
+            p->pid = -1;
+            return;
+        }
+        nanosleep(&(struct timespec){0, 1000000L}, NULL);
     }
+    kill(p->pid, SIGKILL);
+    while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    p->pid = -1;
 }
 
 void wisp__pool_close(struct wisp__pool *p)
