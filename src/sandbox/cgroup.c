@@ -557,6 +557,18 @@ int wisp__cg_kill(const struct wisp__cg *cg, const char *id)
     return seen;
 }
 
+int wisp__cg_kill_one(const struct wisp__cg *cg, const char *id)
+{
+    for (int c = 0; c < ndirs(cg); c++) {
+        if (cg->base[c] == NULL)
+            continue;
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s/%s", cg->base[c], id);
+        return kill_dir(dir, cg->unified);
+    }
+    return 0;
+}
+
 bool wisp__cg_destroy(const struct wisp__cg *cg, const char *id)
 {
     bool gone = true;

@@ -199,6 +199,9 @@ int wisp__cg_rename(const struct wisp__cg *cg, const char *from, const char *id,
     __attribute__((warn_unused_result));
 /* SIGKILL every process in the groups of id; returns how many were seen. */
 int wisp__cg_kill(const struct wisp__cg *cg, const char *id);
+/* SIGKILL every process in the first group of id only (enough when every
+ * process is in all of them, as a sandbox's are); returns how many were seen. */
+int wisp__cg_kill_one(const struct wisp__cg *cg, const char *id);
 /* Remove the groups of id; true when none is left (false: busy, retry). */
 bool wisp__cg_destroy(const struct wisp__cg *cg, const char *id);
 /* Memory high-water mark in bytes (0 if unknown). */
@@ -214,6 +217,42 @@ bool wisp__cg_oom(const struct wisp__cg *cg, const char *id);
  * keeps the namespace for setns(); *api_fd is the listener. Both CLOEXEC. */
 int wisp__netns_new(int orig_ns, uint16_t port, int *ns_fd, int *api_fd, wisp_err_t *err)
     __attribute__((warn_unused_result));
+
+/* The pool maker (pool.c): a process forked by the spawner that keeps up to
+ * size network namespaces from wisp__netns_new(host_ns, WISP_SB_DEFAULT_PORT)
+ * and, if wisp__cg_pool_ok, up to size pooled groups queued on a socket.
+ * Spawner thread only. */
+struct wisp__pool {
+    pid_t pid;    /* the maker, > 0 until reaped */
+    int sock;     /* to the maker, -1 once closed */
+    bool stopped; /* wisp__pool_stop was called: its end is no news */
+};
+enum wisp__pool_kind {
+    WISP_POOL_NET = 1,    /* a namespace: ns_fd, api_fd */
+    WISP_POOL_CG,         /* groups named WISP_CG_POOL_PREFIX "<cg>" */
+    WISP_POOL_NET_FAILED, /* no more namespaces (logged) */
+    WISP_POOL_CG_FAILED,  /* no more groups (logged) */
+};
+struct wisp__pool_item {
+    enum wisp__pool_kind kind;
+    int ns_fd, api_fd; /* WISP_POOL_NET, close-on-exec; the receiver owns them */
+    unsigned cg;       /* WISP_POOL_CG */
+};
+/* Fork the maker; on failure p stays off (sock -1). */
+int wisp__pool_start(struct wisp__pool *p, int host_ns, const struct wisp__cg *cg, int size,
+                     wisp_err_t *err) __attribute__((warn_unused_result));
+/* Receive one queued item without waiting: 0, or -1 when none is queued. If
+ * the maker is gone and nothing is left, logs it and closes the socket. */
+int wisp__pool_recv(struct wisp__pool *p, struct wisp__pool_item *it);
+/* Let the maker make one more of kind (once per item given to a sandbox). */
+void wisp__pool_credit(struct wisp__pool *p, enum wisp__pool_kind kind);
+/* Is pid (just reaped by the spawner) the maker? Forgets it if so. */
+bool wisp__pool_reaped(struct wisp__pool *p, pid_t pid);
+/* Stop and reap the maker (it finishes the item it is making; killed after
+ * 2 s); what it queued can still be received. */
+void wisp__pool_stop(struct wisp__pool *p);
+/* Close the socket (what is still queued is dropped). */
+void wisp__pool_close(struct wisp__pool *p);
 
 /* ---- seccomp ------------------------------------------------------------- */
 /* Compile the sandbox allow-list to BPF once; free with wisp__seccomp_free. */

@@ -23,9 +23,10 @@
  * cgroups without limits (the mkdir is the cost; v1 only, see cgroup.c).
  * A spawn takes one of each when it can and makes them inline otherwise;
  * every pooled item serves one sandbox and is then gone (the spawner closes
- * its namespace descriptor once the child has joined it). The pools are
- * refilled one item of each at a time, only when no request has come for a few
- * milliseconds.
+ * its namespace descriptor once the child has joined it). Both are made by a
+ * process of their own (pool.c), on whichever CPU is free, and received as
+ * they come. Without that process the cgroups are made here, one at a time,
+ * only when no request has come for a few milliseconds.
  *
  * The daemon's death (EOF on the socket, or SIGTERM as the parent-death
  * signal) or a SHUTDOWN request ends everything: all sandboxes are killed,
@@ -69,6 +70,7 @@
  * runtime's first /next of a static C function). */
 #define REFILL_IDLE_MS 3
 #define ZYGOTE_MAX_FAILURES 3
+#define MESSAGES_PER_TURN 4
 #define PYTHON_BIN "/usr/bin/python3"
 #define NODE_BIN "/usr/bin/node"
 #define STEMS_MAX 2 /* nodejs stems kept ready */
@@ -140,7 +142,7 @@ struct spawner {
     unsigned cgs[WISP_SB_POOL_MAX]; /* the cgroup pool: numbers of "pool.<n>" groups */
     int ncgs;
     unsigned next_cg;       /* number of the next pooled group */
-    bool net_pool_broken;   /* making a pooled namespace failed; stop trying */
+    struct wisp__pool pool; /* the maker of the pooled items */
     bool cg_pool_broken;    /* making a pooled group failed; stop trying */
     uint64_t last_spawn_ns; /* CLOCK_MONOTONIC of the last spawn request */
     struct zygote zyg;
@@ -254,6 +256,10 @@ static int setup(struct spawner *s, wisp_err_t *err)
     mprotect(s->stack, 4096, PROT_NONE); /* guard page */
     if (sched_getaffinity(0, sizeof s->cpus, &s->cpus) < 0)
         return wisp_err_sys(err, errno, "sched_getaffinity");
+    wisp_err_clear(&terr);
+    if (s->cfg->pool_size > 0 &&
+        wisp__pool_start(&s->pool, s->host_netns, s->cg, s->cfg->pool_size, &terr) < 0)
+        wisp_warn("sandbox", "no pool maker, no network namespace pool: %s", terr.msg);
     return 0;
 }
 
@@ -288,34 +294,40 @@ static void cg_pool_name(char *buf, size_t cap, unsigned n)
     snprintf(buf, cap, WISP_CG_POOL_PREFIX "%u", n);
 }
 
-static bool want_net(const struct spawner *s)
+/* Take in what the maker has sent. It never has more out than a pool holds. */
+static void receive_pool(struct spawner *s)
 {
-    return s->nnets < s->cfg->pool_size && !s->net_pool_broken;
+    struct wisp__pool_item it;
+    while (wisp__pool_recv(&s->pool, &it) == 0) {
+        if (it.kind == WISP_POOL_NET && s->nnets < WISP_SB_POOL_MAX) {
+            s->nets[s->nnets++] = (struct ready_net){.ns_fd = it.ns_fd, .api_fd = it.api_fd};
+        } else if (it.kind == WISP_POOL_CG && s->ncgs < WISP_SB_POOL_MAX) {
+            s->cgs[s->ncgs++] = it.cg;
+        } else if (it.kind == WISP_POOL_CG_FAILED) {
+            s->cg_pool_broken = true;
+        } else if (it.kind == WISP_POOL_NET) {
+            close(it.ns_fd);
+            close(it.api_fd);
+        }
+    }
 }
 
+/* Should the spawner make a pooled group itself (no maker)? */
 static bool want_cg(const struct spawner *s)
 {
-    return s->ncgs < s->cfg->pool_size && !s->cg_pool_broken && wisp__cg_pool_ok(s->cg);
+    return s->pool.sock < 0 && s->ncgs < s->cfg->pool_size && !s->cg_pool_broken &&
+           wisp__cg_pool_ok(s->cg);
 }
 
-/* Add one item to each pool that is not full (what one spawn takes). */
 static bool want_stem(const struct spawner *s);
 static void stem_make(struct spawner *s);
 
+/* Add one group to the cgroup pool (what one spawn takes), and a stem if one
+ * is wanted and the spawner has been idle long enough. */
 static void refill_one(struct spawner *s)
 {
     wisp_err_t err;
     wisp_err_clear(&err);
-    if (want_net(s)) {
-        struct ready_net *r = &s->nets[s->nnets];
-        if (wisp__netns_new(s->host_netns, WISP_SB_DEFAULT_PORT, &r->ns_fd, &r->api_fd, &err) < 0) {
-            /* Spawns make their own and report the error. */
-            wisp_warn("sandbox", "network namespace pool disabled: %s", err.msg);
-            s->net_pool_broken = true;
-        } else {
-            s->nnets++;
-        }
-    }
     if (want_cg(s)) {
         char name[32];
         cg_pool_name(name, sizeof name, s->next_cg);
@@ -334,11 +346,14 @@ static void refill_one(struct spawner *s)
 /* The network namespace and listener for a sandbox: pooled or new. */
 static int take_net(struct spawner *s, uint16_t port, int *ns_fd, int *api_fd, wisp_err_t *err)
 {
+    if (port == WISP_SB_DEFAULT_PORT && s->nnets == 0)
+        receive_pool(s);
     if (port == WISP_SB_DEFAULT_PORT && s->nnets > 0) {
         struct ready_net *r = &s->nets[--s->nnets];
         *ns_fd = r->ns_fd;
         *api_fd = r->api_fd;
         r->ns_fd = r->api_fd = -1;
+        wisp__pool_credit(&s->pool, WISP_POOL_NET);
         return 0;
     }
     return wisp__netns_new(s->host_netns, port, ns_fd, api_fd, err);
@@ -351,6 +366,7 @@ static int take_cg(struct spawner *s, const char *id, const struct wisp__cg_limi
     if (s->ncgs > 0) {
         char name[32];
         cg_pool_name(name, sizeof name, s->cgs[--s->ncgs]);
+        wisp__pool_credit(&s->pool, WISP_POOL_CG);
         wisp_err_t perr;
         wisp_err_clear(&perr);
         if (wisp__cg_pool_take(s->cg, name, id, lim, cg_fds, &perr) == 0)
@@ -362,6 +378,9 @@ static int take_cg(struct spawner *s, const char *id, const struct wisp__cg_limi
 /* Empty both pools (shutdown). */
 static void drain_pools(struct spawner *s)
 {
+    wisp__pool_stop(&s->pool);
+    receive_pool(s);
+    wisp__pool_close(&s->pool);
     for (; s->nnets > 0; s->nnets--) {
         close(s->nets[s->nnets - 1].ns_fd);
         close(s->nets[s->nnets - 1].api_fd);
@@ -1086,10 +1105,11 @@ static void do_kill(struct spawner *s, const void *msg, size_t len)
     struct sbx *b = find_id(s, k->id);
     if (b == NULL || b->reaped)
         return;
-    /* The init's death takes the whole pid namespace with it; the cgroup
-     * sweep catches anything that raced. */
+    /* The init's death takes the whole pid namespace with it; the sweep
+     * stops the rest at once should the init take time to die. Every
+     * process of a sandbox is in all of its groups, so one group is enough. */
     kill(b->pid, SIGKILL);
-    wisp__cg_kill(s->cg, b->id);
+    wisp__cg_kill_one(s->cg, b->id);
 }
 
 /* ---- endings ----------------------------------------------------------------- */
@@ -1098,13 +1118,19 @@ static void do_kill(struct spawner *s, const void *msg, size_t len)
  * Returns true when it is gone. */
 static bool finalize(struct spawner *s, struct sbx *b, bool report)
 {
-    wisp__cg_kill(s->cg, b->id);
     struct wisp__sb_exit ev = {.hdr = {WISP_SB_EXIT, 0}, .wait_status = b->wait_status};
     snprintf(ev.id, sizeof ev.id, "%s", b->id);
     ev.peak_mem = wisp__cg_peak(s->cg, b->id);
     ev.oom = wisp__cg_oom(s->cg, b->id);
-    if (!wisp__cg_destroy(s->cg, b->id) && ++b->attempts < FINALIZE_ATTEMPTS)
-        return false;
+    /* Once its init is reaped, the kernel has killed and reaped the rest of
+     * the pid namespace (the init waits for them in its exit), so the groups
+     * are normally empty and the sweep (a cgroup.procs read per group) is
+     * only needed when removing them fails. */
+    if (!wisp__cg_destroy(s->cg, b->id)) {
+        wisp__cg_kill(s->cg, b->id);
+        if (++b->attempts < FINALIZE_ATTEMPTS)
+            return false;
+    }
     if (b->attempts >= FINALIZE_ATTEMPTS)
         wisp_warn("sandbox", "cannot remove the cgroups of sandbox %s", b->id);
     bool stem = b->stem;
@@ -1120,6 +1146,8 @@ static void reap(struct spawner *s, bool report)
     int st;
     pid_t pid;
     while ((pid = waitpid(-1, &st, WNOHANG | __WALL)) > 0) {
+        if (wisp__pool_reaped(&s->pool, pid))
+            continue;
         if (pid == s->zyg.pid) {
             wisp_warn("sandbox", "python3 zygote %d exited (status %d)", (int)pid, st);
             s->zyg.pid = -1;
@@ -1157,6 +1185,7 @@ static bool finalize_pending(struct spawner *s)
 /* Kill every sandbox, wait for all, remove the groups and exit. */
 __attribute__((noreturn)) static void shutdown_all(struct spawner *s, int code)
 {
+    wisp__pool_stop(&s->pool);
     if (s->zyg.pid > 0) {
         pid_t z = s->zyg.pid;
         zygote_stop(s, false);
@@ -1208,9 +1237,12 @@ static void handle_signals(struct spawner *s)
         reap(s, true);
 }
 
+/* Handle the daemon's requests, at most MESSAGES_PER_TURN of them: under a
+ * steady stream of spawn requests the socket is never empty, and reaping,
+ * retiring and the pools must get their turn too. */
 static void handle_messages(struct spawner *s, void *buf)
 {
-    for (;;) {
+    for (int i = 0; i < MESSAGES_PER_TURN; i++) {
         ssize_t n = wisp__sb_recv(s->sock, buf, WISP_SB_MSG_MAX, NULL, NULL, MSG_DONTWAIT);
         if (n == 0)
             shutdown_all(s, 0);
@@ -1246,6 +1278,7 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
                         .daemon = daemon,
                         .cfg = cfg,
                         .cg = cg,
+                        .pool = {.pid = -1, .sock = -1},
                         .zyg = {.pid = -1, .sock = -1}};
     wisp_err_t err;
     wisp_err_clear(&err);
@@ -1260,14 +1293,15 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
     send_or_die(&s, &ready, sizeof ready, NULL, 0);
     void *buf = xmalloc(WISP_SB_MSG_MAX);
     for (;;) {
-        struct pollfd p[3 + STEMS_MAX] = {
+        struct pollfd p[4 + STEMS_MAX] = {
             {.fd = s.sigfd, .events = POLLIN},
             {.fd = sock, .events = POLLIN},
-            {.fd = s.zyg.pid > 0 && !s.zyg.ready ? s.zyg.sock : -1, .events = POLLIN}};
+            {.fd = s.zyg.pid > 0 && !s.zyg.ready ? s.zyg.sock : -1, .events = POLLIN},
+            {.fd = s.pool.sock, .events = POLLIN}};
         struct sbx *waiting[STEMS_MAX]; /* the stems polled for their greeting */
         for (int i = 0; i < STEMS_MAX; i++) {
             bool poll_it = i < s.nstems && !s.stems[i].ready;
-            p[3 + i] = (struct pollfd){.fd = poll_it ? s.stems[i].bind_w : -1, .events = POLLIN};
+            p[4 + i] = (struct pollfd){.fd = poll_it ? s.stems[i].bind_w : -1, .events = POLLIN};
             waiting[i] = poll_it ? s.stems[i].b : NULL;
         }
         bool busy = false;
@@ -1276,16 +1310,15 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
         /* Refill once REFILL_IDLE_MS passed since the last spawn (exits and
          * kills do not delay it: under a steady stream of short-lived envs
          * the pools would otherwise never refill). */
-        bool refill = want_net(&s) || want_cg(&s) || want_stem(&s);
+        bool refill = want_cg(&s) || want_stem(&s);
         uint64_t since = wisp_mono_ns() - s.last_spawn_ns;
-        uint64_t idle =
-            (uint64_t)(want_net(&s) || want_cg(&s) ? REFILL_IDLE_MS : STEM_IDLE_MS) * 1000000u;
+        uint64_t idle = (uint64_t)(want_cg(&s) ? REFILL_IDLE_MS : STEM_IDLE_MS) * 1000000u;
         int timeout = busy ? FINALIZE_RETRY_MS : -1;
         if (refill) {
             int left = since >= idle ? 0 : (int)((idle - since) / 1000000u) + 1;
             timeout = timeout < 0 || left < timeout ? left : timeout;
         }
-        int n = poll(p, 3 + STEMS_MAX, timeout);
+        int n = poll(p, 4 + STEMS_MAX, timeout);
         if (n < 0 && errno != EINTR)
             shutdown_all(&s, 1);
         /* No request waiting and the last spawn is long enough ago: add one
@@ -1294,8 +1327,10 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
             refill_one(&s);
         if (p[2].revents && s.zyg.pid > 0 && !s.zyg.ready)
             zygote_hello(&s);
+        if (p[3].revents)
+            receive_pool(&s);
         for (int i = 0; i < STEMS_MAX; i++)
-            for (int j = 0; p[3 + i].revents && j < s.nstems; j++)
+            for (int j = 0; p[4 + i].revents && j < s.nstems; j++)
                 if (s.stems[j].b == waiting[i] && !s.stems[j].ready) {
                     stem_hello(&s, &s.stems[j]);
                     break;
