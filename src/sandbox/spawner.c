@@ -499,7 +499,10 @@ static void zygote_start(struct spawner *s, const char *runtime_dir)
     snprintf(gid, sizeof gid, "%u", (unsigned)s->cfg->gid);
     const char *argv[] = {PYTHON_BIN, "-S", "-B", script, s->fs.tmpl_dir, uid, gid, NULL};
     pid_t me = getpid();
-    pid_t pid = fork();
+    /* The raw system call, not fork(): the daemon's libraries registered
+     * atfork handlers (libuv's closes and reopens descriptors) that must not
+     * run in the zygote's child. */
+    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
     if (pid < 0) {
         wisp_warn("sandbox", "python3 zygote: fork: %s", strerror(errno));
         close(sv[0]);
