@@ -844,7 +844,9 @@ void wisp_invoke(wisp_invoker_t *inv, const wisp_invoke_req_t *req, wisp_invoke_
 {
     struct invocation *in = xcalloc(1, sizeof *in);
     in->inv = inv;
-    wisp_uuid4(in->ev.request_id);
+    /* Time-ordered: the invocation records and log lines keyed by it are
+     * appended at the end of their indexes instead of all over them. */
+    wisp_uuid7(in->ev.request_id);
     in->cb = cb;
     in->cb_data = data;
     in->enqueue_ns = wisp_mono_ns();
@@ -883,7 +885,7 @@ void wisp_invoke(wisp_invoker_t *inv, const wisp_invoke_req_t *req, wisp_invoke_
     } else {
         unsigned char r[20];
         char hex[41];
-        wisp_random_bytes(r, sizeof r);
+        wisp_random_bytes_fast(r, sizeof r);
         wisp_hex(r, sizeof r, hex);
         snprintf(in->trace_id, sizeof in->trace_id, "Root=1-%08llx-%.24s;Parent=%.16s;Sampled=0",
                  (unsigned long long)(wisp_now_ms() / 1000), hex, hex + 24);
