@@ -543,6 +543,7 @@ int wisp_env_system_init(wisp_env_system_t *sys, uv_loop_t *loop, wisp_sandbox_t
         .idle_timeout_ms = 3600 * 1000,
         .request_timeout_ms = 3600 * 1000,
         .on_reject = runtime_reject_cb,
+        .hold_pipelined = true, /* the C runtime pipelines POST /response and GET /next */
     };
     sys->runtime_api = wisp_http_server_new(loop, "runtime", &lim, runtime_api_cb, sys);
     return wisp_sandbox_attach(sb, loop, sandbox_exit_cb, sys, err);
