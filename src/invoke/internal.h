@@ -99,7 +99,8 @@ struct wisp_invoker {
     json_t *records; /* invocation records waiting for the next flush */
     uv_timer_t *flush_timer;
     struct wisp_logsub *subs;
-    int64_t last_prune_ms; /* when invocation records were last pruned */
+    struct wisp__logwriter *writer; /* the thread that stores batches; NULL: the loop does */
+    int64_t last_prune_ms;          /* without a writer: when records were last pruned */
     /* metrics */
     wisp_metric_t *m_invocations, *m_duration, *m_init, *m_cold, *m_throttles, *m_queue_wait;
 };
