@@ -35,7 +35,8 @@ struct logbatch {
     struct logbatch *next;
     logrec_t *lines;
     size_t nlines;
-    json_t *records; /* array of invocation records */
+    invrec_t *recs; /* invocation records */
+    size_t nrecs;
 };
 
 /*
@@ -79,12 +80,18 @@ static void write_batch(wisp_store_t *store, struct logbatch *b, int64_t cap,
             wisp_error("logs", "storing %zu log lines: %s", b->nlines, err.msg);
         free(recs);
     }
-    size_t i;
-    json_t *rec;
-    json_array_foreach(b->records, i, rec)
-    {
-        if (wisp_store_invocation_put(store, rec, &err) < 0)
-            wisp_error("logs", "storing invocation record: %s", err.msg);
+    for (size_t i = 0; i < b->nrecs; i++) {
+        const invrec_t *r = &b->recs[i];
+        cleanup_json json_t *doc =
+            json_pack("{s:s,s:s,s:s,s:s,s:I,s:f,s:f,s:f,s:I,s:I,s:b,s:s,s:s?}", "id", r->id,
+                      "function", r->function, "revision", r->revision, "trigger", r->trigger,
+                      "start_ms", (json_int_t)r->start_ms, "queue_ms", r->queue_ms, "init_ms",
+                      r->init_ms, "duration_ms", r->duration_ms, "billed_ms",
+                      (json_int_t)r->billed_ms, "max_memory_mb", (json_int_t)r->max_memory_mb,
+                      "cold", r->cold, "outcome", r->outcome, "error_type", r->error_type);
+        if (doc == NULL || wisp_store_invocation_put(store, doc, &err) < 0)
+            wisp_error("logs", "storing invocation record %s: %s", r->id,
+                       doc ? err.msg : "cannot encode it");
     }
     /* Invocation records are kept for RECORD_RETENTION_MS; pruned hourly. */
     int64_t now = wisp_now_ms();
@@ -105,7 +112,11 @@ static void write_batch(wisp_store_t *store, struct logbatch *b, int64_t cap,
         free(b->lines[k].line);
     }
     free(b->lines);
-    json_decref(b->records);
+    for (size_t k = 0; k < b->nrecs; k++) {
+        free(b->recs[k].function);
+        free(b->recs[k].error_type);
+    }
+    free(b->recs);
     free(b);
 }
 
@@ -148,7 +159,6 @@ void wisp__logs_init(wisp_invoker_t *inv)
     inv->flush_timer = xcalloc(1, sizeof *inv->flush_timer);
     uv_timer_init(inv->loop, inv->flush_timer);
     inv->flush_timer->data = inv;
-    inv->records = json_array();
     wisp_err_t err;
     wisp_store_t *own = wisp_store_open_another(inv->store, &err);
     if (own == NULL) {
@@ -201,8 +211,8 @@ void wisp__logs_close(wisp_invoker_t *inv)
     }
     uv_close((uv_handle_t *)inv->flush_timer, free_handle_cb);
     inv->flush_timer = NULL;
-    json_decref(inv->records);
-    inv->records = NULL;
+    free(inv->recbuf);
+    inv->recbuf = NULL;
     free(inv->logbuf);
     inv->logbuf = NULL;
     while (inv->subs)
@@ -245,9 +255,13 @@ void wisp__logs_add(wisp_invoker_t *inv, const char *function, const char *reque
     schedule_flush(inv);
 }
 
-void wisp__logs_record(wisp_invoker_t *inv, json_t *rec)
+void wisp__logs_record(wisp_invoker_t *inv, const invrec_t *rec)
 {
-    json_array_append_new(inv->records, rec);
+    if (inv->nrec == inv->caprec) {
+        inv->caprec = inv->caprec ? inv->caprec * 2 : 256;
+        inv->recbuf = xrealloc(inv->recbuf, inv->caprec * sizeof *inv->recbuf);
+    }
+    inv->recbuf[inv->nrec++] = *rec;
     schedule_flush(inv);
 }
 
@@ -255,15 +269,16 @@ void wisp__logs_record(wisp_invoker_t *inv, json_t *rec)
  * thread, store it now). */
 static void handoff(wisp_invoker_t *inv)
 {
-    if (inv->nlog == 0 && json_array_size(inv->records) == 0)
+    if (inv->nlog == 0 && inv->nrec == 0)
         return;
     uv_timer_stop(inv->flush_timer);
     struct logbatch *b = xcalloc(1, sizeof *b);
     b->lines = steal_pointer(&inv->logbuf);
     b->nlines = inv->nlog;
-    b->records = inv->records;
+    b->recs = steal_pointer(&inv->recbuf);
+    b->nrecs = inv->nrec;
     inv->nlog = inv->caplog = 0;
-    inv->records = json_array();
+    inv->nrec = inv->caprec = 0;
     struct wisp__logwriter *w = inv->writer;
     if (w == NULL) {
         write_batch(inv->store, b, inv->cfg.log_cap_lines, &inv->last_prune_ms);
