@@ -1,7 +1,8 @@
 /*
  * wisp_runtime.c - the Runtime API client behind wisp_runtime.h: one
  * keep-alive HTTP/1.1 connection to AWS_LAMBDA_RUNTIME_API, the invocation
- * loop, response building and two small JSON readers.
+ * loop (which pipelines the next GET /invocation/next behind each response),
+ * response building and two small JSON readers.
  *
  * The HTTP client understands what the Runtime API sends: a status line,
  * headers and a Content-Length body (no chunked encoding). Every size read
