@@ -1,7 +1,8 @@
 /*
  * wisp_runtime.c - the Runtime API client behind wisp_runtime.h: one
  * keep-alive HTTP/1.1 connection to AWS_LAMBDA_RUNTIME_API, the invocation
- * loop, response building and two small JSON readers.
+ * loop (which pipelines the next GET /invocation/next behind each response),
+ * response building and two small JSON readers.
  *
  * The HTTP client understands what the Runtime API sends: a status line,
  * headers and a Content-Length body (no chunked encoding). Every size read
@@ -64,6 +65,7 @@ struct rt_conn {
     char host[128]; /* the Host header: AWS_LAMBDA_RUNTIME_API as given */
     char *buf;
     size_t len, cap;
+    bool next_sent; /* a GET /next went out behind the last POST; its reply comes next */
 };
 
 /* One reply: status, the interesting headers (heap strings or NULL) and the
@@ -161,6 +163,7 @@ static void conn_close(struct rt_conn *c)
         close(c->fd);
     c->fd = -1;
     c->len = 0;
+    c->next_sent = false;
 }
 
 static int conn_open(struct rt_conn *c)
@@ -336,6 +339,20 @@ static int read_reply(struct rt_conn *c, struct rt_reply *r, size_t max_body, bo
     return 0;
 }
 
+/* Formats a request head into head[size]; returns its length or -1. */
+static int format_head(char *head, size_t size, const struct rt_conn *c, const char *method,
+                       const char *path, const char *extra_headers, size_t len)
+{
+    int hl = snprintf(head, size,
+                      "%s " API_PREFIX "%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %zu\r\n%s\r\n",
+                      method, path, c->host, len, extra_headers ? extra_headers : "");
+    if (hl < 0 || (size_t)hl >= size) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return hl;
+}
+
 /* Sends one request and reads its reply into r (which the caller frees with
  * reply_free). A reused connection found closed is replaced once. */
 static int rt_request(struct rt_conn *c, const char *method, const char *path,
@@ -343,13 +360,9 @@ static int rt_request(struct rt_conn *c, const char *method, const char *path,
                       struct rt_reply *r)
 {
     char head[1024];
-    int hl = snprintf(head, sizeof(head),
-                      "%s " API_PREFIX "%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %zu\r\n%s\r\n",
-                      method, path, c->host, len, extra_headers ? extra_headers : "");
-    if (hl < 0 || (size_t)hl >= sizeof(head)) {
-        errno = ENAMETOOLONG;
+    int hl = format_head(head, sizeof(head), c, method, path, extra_headers, len);
+    if (hl < 0)
         return -1;
-    }
     for (int attempt = 0;; attempt++) {
         bool reused = c->fd >= 0, pristine = true;
         if (!reused && conn_open(c) < 0)
@@ -373,6 +386,73 @@ static int rt_request(struct rt_conn *c, const char *method, const char *path,
         if (!(reused && pristine && attempt == 0))
             return -1;
     }
+}
+
+/*
+ * Posts an invocation's response and, in the same write on the same
+ * connection, the GET /invocation/next that would follow it (HTTP/1.1
+ * pipelining), then reads the POST's reply into r. The GET's reply is read by
+ * the next run_once (c->next_sent). This saves a write and a wake-up per
+ * invocation on both sides; the Runtime API answers requests in order, so
+ * the exchange on the wire is the same as without pipelining. If the server
+ * closes the connection after the POST's reply, the GET was not taken and is
+ * sent again on a new connection; a kept-alive connection found closed
+ * before any reply is replaced and the POST sent alone, as rt_request does.
+ */
+static int post_and_next(struct rt_conn *c, const char *path, const void *body, size_t len,
+                         struct rt_reply *r)
+{
+    if (c->fd < 0)
+        return rt_request(c, "POST", path, NULL, body, len, MAX_HEADER_BYTES, r);
+    char head[1024], next[512];
+    int hl = format_head(head, sizeof(head), c, "POST", path, NULL, len);
+    int nl = format_head(next, sizeof(next), c, "GET", "/invocation/next", NULL, 0);
+    if (hl < 0 || nl < 0)
+        return -1;
+    struct iovec iov[3] = {{head, (size_t)hl}, {(void *)body, len}, {next, (size_t)nl}};
+    bool pristine = true;
+    int rc = send_all(c->fd, iov, 3);
+    if (rc == 0) {
+        reply_free(r);
+        rc = read_reply(c, r, MAX_HEADER_BYTES, &pristine);
+    } else {
+        pristine = errno == EPIPE || errno == ECONNRESET;
+    }
+    if (rc == 0) {
+        if (r->close)
+            conn_close(c); /* the server did not read the GET */
+        else
+            c->next_sent = true;
+        return 0;
+    }
+    int e = errno;
+    conn_close(c);
+    errno = e;
+    if (!pristine)
+        return -1;
+    return rt_request(c, "POST", path, NULL, body, len, MAX_HEADER_BYTES, r);
+}
+
+/* Gets the next event: the reply to the GET pipelined behind the last
+ * response if there is one, else a GET of its own. */
+static int get_next(struct rt_conn *c, struct rt_reply *r)
+{
+    if (c->next_sent) {
+        c->next_sent = false;
+        bool pristine = true;
+        if (read_reply(c, r, MAX_EVENT_BYTES, &pristine) == 0) {
+            if (r->close)
+                conn_close(c);
+            return 0;
+        }
+        int e = errno;
+        conn_close(c);
+        errno = e;
+        if (!pristine)
+            return -1;
+        reply_free(r); /* closed before any reply: ask again on a new connection */
+    }
+    return rt_request(c, "GET", "/invocation/next", NULL, NULL, 0, MAX_EVENT_BYTES, r);
 }
 
 /* ---- Responses ----------------------------------------------------------- */
@@ -577,7 +657,7 @@ int64_t wisp_rt_remaining_ms(const wisp_rt_invocation_t *inv)
 static int run_once(struct rt_conn *c, wisp_rt_handler_t handler, wisp_rt_response_t *resp)
 {
     struct rt_reply r = {0};
-    if (rt_request(c, "GET", "/invocation/next", NULL, NULL, 0, MAX_EVENT_BYTES, &r) < 0) {
+    if (get_next(c, &r) < 0) {
         fprintf(stderr, "wisp runtime: GET /next failed: %s\n", strerror(errno));
         reply_free(&r);
         return -1;
@@ -621,7 +701,7 @@ static int run_once(struct rt_conn *c, wisp_rt_handler_t handler, wisp_rt_respon
     int rc;
     if (hrc == 0 && !resp->failed) {
         snprintf(path, sizeof(path), "/invocation/%s/response", inv.request_id);
-        rc = rt_request(c, "POST", path, NULL, resp->data, resp->len, MAX_HEADER_BYTES, &pr);
+        rc = post_and_next(c, path, resp->data, resp->len, &pr);
         if (rc == 0 && pr.status >= 300)
             fprintf(stderr, "wisp runtime: response for %s refused (%d)\n", inv.request_id,
                     pr.status);

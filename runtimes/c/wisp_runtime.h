@@ -59,8 +59,10 @@ typedef struct wisp_rt_response wisp_rt_response_t;
 typedef int (*wisp_rt_handler_t)(const wisp_rt_invocation_t *inv, wisp_rt_response_t *resp);
 
 /* Runs the Runtime API loop: waits for an event, calls handler, posts the
- * result or the error, forever. Returns only on a fatal error (the Runtime API
- * gone or broken), with the exit status to return from main(). */
+ * result or the error, forever. A result is sent together with the next
+ * GET /invocation/next (HTTP/1.1 pipelining: the same requests in the same
+ * order, one write instead of two). Returns only on a fatal error (the
+ * Runtime API gone or broken), with the exit status to return from main(). */
 int wisp_rt_main(wisp_rt_handler_t handler);
 
 /* Reports a failed initialisation (before wisp_rt_main) to the Runtime API as

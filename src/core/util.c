@@ -162,6 +162,55 @@ void wisp_uuid4(char out[37])
     snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
 }
 
+#define RANDOM_POOL 4096
+
+void wisp_random_bytes_fast(void *buf, size_t n)
+{
+    static __thread unsigned char pool[RANDOM_POOL];
+    static __thread size_t left; /* unused bytes at the end of pool */
+    if (n > 256)
+        abort(); /* a caller's bug: large amounts go through wisp_random_bytes */
+    if (left < n) {
+        wisp_random_bytes(pool, sizeof pool);
+        left = sizeof pool;
+    }
+    unsigned char *src = pool + sizeof pool - left;
+    memcpy(buf, src, n);
+    memset(src, 0, n); /* bytes handed out do not stay in memory */
+    left -= n;
+}
+
+void wisp_uuid7(char out[37])
+{
+    static __thread uint64_t last_ms;
+    static __thread uint16_t seq; /* 12-bit counter within one millisecond */
+    unsigned char b[16];
+    wisp_random_bytes_fast(b + 6, 10);
+    uint64_t ms = (uint64_t)wisp_now_ms();
+    if (ms <= last_ms) {
+        /* Same millisecond (or the clock stepped back): keep the order by
+         * counting on from the last id; past 4096 ids, borrow the next ms. */
+        ms = last_ms;
+        if (++seq > 0x0fff) {
+            ms++;
+            seq = (uint16_t)(b[6] & 0x07);
+        }
+    } else {
+        /* A new millisecond: start the counter low but random, so that ids
+         * are not guessable from one another. */
+        seq = (uint16_t)(((b[6] & 0x07) << 8) | b[7]);
+    }
+    last_ms = ms;
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    b[6] = (unsigned char)(0x70 | (seq >> 8));
+    b[7] = (unsigned char)(seq & 0xff);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    char hex[33];
+    wisp_hex(b, 16, hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
 int wisp_read_file(const char *path, size_t max, char **out, size_t *len, wisp_err_t *err)
 {
     cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -71,6 +71,17 @@ void wisp_time_rfc3339(int64_t ms, char out[32]);
 void wisp_random_bytes(void *buf, size_t n);
 /* A random RFC 4122 version-4 UUID, lower-case, NUL-terminated. */
 void wisp_uuid4(char out[37]);
+/* A time-ordered RFC 9562 version-7 UUID, lower-case, NUL-terminated: 48 bits
+ * of epoch milliseconds, then 74 random bits. Ids made later sort after ids
+ * made earlier by the same thread (a counter in the random part keeps ids of
+ * the same millisecond in order), so indexes keyed by them grow at one end.
+ * The random bits come from a per-thread buffer of getrandom(2) output, refilled
+ * once per 4 KiB, so a call makes a system call only every ~400 ids. Any
+ * thread may call it. */
+void wisp_uuid7(char out[37]);
+/* Like wisp_random_bytes (same source), through that per-thread buffer; for
+ * the many small random values of the invocation path. n <= 256. */
+void wisp_random_bytes_fast(void *buf, size_t n);
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void wisp_hex(const void *data, size_t n, char *out);
 

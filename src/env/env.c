@@ -6,6 +6,7 @@
 #include "env/env.h"
 
 #include <openssl/evp.h>
+#include <poll.h>
 #include <string.h>
 
 #include "core/buf.h"
@@ -162,18 +163,30 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void drain_output(wisp_env_t *env)
 {
     uv_pipe_t *pipes[2] = {env->out, env->err};
-    char buf[65536];
+    struct pollfd pfd[2];
+    int which_of[2], n = 0;
     for (int which = 0; which < 2; which++) {
         uv_os_fd_t fd;
         if (pipes[which] == NULL || (which ? env->err_eof : env->out_eof) ||
             uv_fileno((uv_handle_t *)pipes[which], &fd) < 0)
             continue;
+        pfd[n] = (struct pollfd){.fd = fd, .events = POLLIN};
+        which_of[n++] = which;
+    }
+    /* One poll for both pipes: on the warm path they are usually empty, and
+     * a read of each would be two system calls ending in EAGAIN. */
+    if (n == 0 || poll(pfd, (nfds_t)n, 0) <= 0)
+        return;
+    char buf[65536];
+    for (int i = 0; i < n; i++) {
+        if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
         /* Bounded: a runtime that floods its pipe is read by the loop later. */
-        for (int i = 0; i < 16; i++) {
-            ssize_t n = read(fd, buf, sizeof buf);
-            if (n <= 0)
+        for (int k = 0; k < 16; k++) {
+            ssize_t got = read(pfd[i].fd, buf, sizeof buf);
+            if (got <= 0)
                 break;
-            consume(env, which, buf, buf + n);
+            consume(env, which_of[i], buf, buf + got);
         }
     }
 }
@@ -543,6 +556,7 @@ int wisp_env_system_init(wisp_env_system_t *sys, uv_loop_t *loop, wisp_sandbox_t
         .idle_timeout_ms = 3600 * 1000,
         .request_timeout_ms = 3600 * 1000,
         .on_reject = runtime_reject_cb,
+        .hold_pipelined = true, /* the C runtime pipelines POST /response and GET /next */
     };
     sys->runtime_api = wisp_http_server_new(loop, "runtime", &lim, runtime_api_cb, sys);
     return wisp_sandbox_attach(sb, loop, sandbox_exit_cb, sys, err);

@@ -542,11 +542,24 @@ static void conn_send(conn_t *c, const uv_buf_t *bufs, unsigned n)
     conn_write_owned(c, mem, off);
 }
 
+/* Whether the finished answer of head r waits for the answer of the request
+ * pipelined behind it (lim.hold_pipelined): while the parse loop still has
+ * bytes after r (the next request may be complete in them), or while that
+ * next request has been dispatched and is not answered yet. */
+static bool rq_held(conn_t *c, rq_t *r)
+{
+    if (!c->srv->lim.hold_pipelined || c->closing || c->shutting || !r->keep_alive)
+        return false;
+    if (c->in_process && c->more_input)
+        return true;
+    return r->next != NULL && r->next->state == WISP__RQ_HANDLING;
+}
+
 /* Send bytes of r: now if r is first in line, else keep them in r->out. */
 static void rq_emit(rq_t *r, const uv_buf_t *bufs, unsigned n)
 {
     conn_t *c = r->conn;
-    if (r == c->head && r->out.len == 0) {
+    if (r == c->head && r->out.len == 0 && !rq_held(c, r)) {
         conn_send(c, bufs, n);
         return;
     }
@@ -810,30 +823,48 @@ static void conn_schedule_resume(conn_t *c)
     c->timer_due = uv_now(c->srv->loop);
 }
 
-/* Hand the output of finished requests at the head to the socket, in order. */
+/* Most answers conn_flush gathers into one write. */
+#define FLUSH_IOV 16
+
+/* Hand the output of finished requests at the head to the socket, in order:
+ * the answers that are ready go out together in one write. */
 static void conn_flush(conn_t *c)
 {
-    while (c->head != NULL && !c->closing) {
-        rq_t *r = c->head;
-        if (r->out.len > 0) {
-            if (c->mem) {
-                wisp_buf_add(c->mem_out, r->out.data, r->out.len);
-                wisp_buf_reset(&r->out);
-            } else if (!c->shutting) {
-                size_t len;
-                char *mem = wisp_buf_steal(&r->out, &len);
-                conn_write_owned(c, mem, len);
-                if (c->closing)
-                    return;
+    bool more = true;
+    while (more && c->head != NULL && !c->closing) {
+        uv_buf_t iov[FLUSH_IOV];
+        rq_t *owner[FLUSH_IOV];
+        unsigned n = 0;
+        /* Gather the outputs of the finished requests at the head, then what
+         * the first unfinished one has (a streamed answer's start); stop at
+         * an answer that is held. */
+        for (rq_t *r = c->head; r != NULL && n < FLUSH_IOV; r = r->next) {
+            if (r->state == WISP__RQ_DONE && rq_held(c, r))
+                break;
+            if (r->out.len > 0) {
+                owner[n] = r;
+                iov[n++] = mkbuf(r->out.data, r->out.len);
             }
+            if (r->state != WISP__RQ_DONE)
+                break;
         }
-        if (r->state != WISP__RQ_DONE)
-            break;
-        c->head = r->next;
-        if (c->head == NULL)
-            c->tail = NULL;
-        c->nqueue--;
-        rq_recycle(c, r);
+        more = n == FLUSH_IOV;
+        if (n > 0) {
+            conn_send(c, iov, n); /* copies whatever the socket does not take */
+            for (unsigned i = 0; i < n; i++)
+                wisp_buf_reset(&owner[i]->out);
+            if (c->closing)
+                return;
+        }
+        /* Retire the finished requests whose output is gone. */
+        while (c->head != NULL && c->head->state == WISP__RQ_DONE && c->head->out.len == 0) {
+            rq_t *r = c->head;
+            c->head = r->next;
+            if (c->head == NULL)
+                c->tail = NULL;
+            c->nqueue--;
+            rq_recycle(c, r);
+        }
     }
     if (c->closing)
         return;
@@ -924,6 +955,7 @@ static size_t conn_parse(conn_t *c, const char *data, size_t len)
             http_parser_pause(&c->parser, 0);
             rq_t *r = c->ready;
             c->ready = NULL;
+            c->more_input = off < len;
             if (r != NULL)
                 conn_dispatch(c, r);
             if (!c->in_done && !c->closing && c->nqueue >= c->srv->lim.max_pipelined) {
@@ -945,6 +977,11 @@ static size_t conn_parse(conn_t *c, const char *data, size_t len)
             break;
     }
     c->in_process = false;
+    c->more_input = false;
+    /* Answers held while more input was being parsed go out now, unless the
+     * request pipelined behind them is still waiting for its own. */
+    if (c->srv->lim.hold_pipelined && c->head != NULL && !c->closing)
+        conn_flush(c);
     return off;
 }
 

@@ -73,6 +73,14 @@ typedef struct wisp_http_limits {
      * (400, 408, 413, 431...), with the data of the listener that accepted
      * it. Lets the Runtime API fail an invocation whose answer was too large. */
     void (*on_reject)(void *listener_data, int status);
+    /* Hold an answer while the client has already sent the next request on
+     * the same connection (HTTP/1.1 pipelining) and that request waits for
+     * its own answer: both then go out in one write (one wake-up of the
+     * client instead of two). Only for servers that answer every request
+     * they have dispatched (the Runtime API: a waiting /next gets an event,
+     * a 410 at retirement, or its connection closes); a client that does not
+     * pipeline sees no difference. */
+    bool hold_pipelined;
 } wisp_http_limits_t;
 
 /* Create a server; name labels metrics ("admin", "gateway", "runtime").

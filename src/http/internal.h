@@ -113,6 +113,7 @@ struct wisp__http_conn {
     int handles_open;        /* closes still to come before the free */
     bool mem;                /* memory mode: no socket, no loop */
     bool in_process;         /* inside the parse loop */
+    bool more_input;         /* in the parse loop, bytes follow the request being handled */
     bool in_done;            /* no further requests are read; input is dropped */
     bool reading;            /* uv_read_start is in effect */
     bool paused_pipeline;    /* too many requests waiting for answers */

@@ -47,6 +47,7 @@ void wisp__http_limits_fill(wisp_http_limits_t *out, const wisp_http_limits_t *i
     if (in->max_pipelined)
         out->max_pipelined = in->max_pipelined;
     out->on_reject = in->on_reject;
+    out->hold_pipelined = in->hold_pipelined;
 }
 
 void wisp__http_server_init(wisp_http_server_t *srv, uv_loop_t *loop, const char *name,

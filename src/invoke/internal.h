@@ -66,6 +66,23 @@ typedef struct logrec {
     char *line;
 } logrec_t;
 
+/* An invocation record waiting for the log writer, which turns it into the
+ * JSON document the store keeps (wisp_store_invocation_put): building JSON
+ * is left off the loop thread. */
+typedef struct invrec {
+    char id[37];
+    char *function; /* heap */
+    char revision[37];
+    char trigger[16];
+    int64_t start_ms;
+    double queue_ms, init_ms, duration_ms;
+    int64_t billed_ms;
+    unsigned max_memory_mb;
+    bool cold;
+    const char *outcome; /* static string */
+    char *error_type;    /* heap, or NULL */
+} invrec_t;
+
 struct wisp_logsub {
     struct wisp_logsub *next;
     wisp_invoker_t *inv;
@@ -96,10 +113,12 @@ struct wisp_invoker {
     /* logs */
     logrec_t *logbuf;
     size_t nlog, caplog;
-    json_t *records; /* invocation records waiting for the next flush */
+    invrec_t *recbuf; /* invocation records waiting for the next flush */
+    size_t nrec, caprec;
     uv_timer_t *flush_timer;
     struct wisp_logsub *subs;
-    int64_t last_prune_ms; /* when invocation records were last pruned */
+    struct wisp__logwriter *writer; /* the thread that stores batches; NULL: the loop does */
+    int64_t last_prune_ms;          /* without a writer: when records were last pruned */
     /* metrics */
     wisp_metric_t *m_invocations, *m_duration, *m_init, *m_cold, *m_throttles, *m_queue_wait;
 };
@@ -110,7 +129,8 @@ void wisp__logs_close(wisp_invoker_t *inv);
 /* Record one line; request_id may be "" (init output). */
 void wisp__logs_add(wisp_invoker_t *inv, const char *function, const char *request_id,
                     const char *stream, const char *line, size_t len);
-/* Queue an invocation record (taken) for the next flush. */
-void wisp__logs_record(wisp_invoker_t *inv, json_t *rec);
+/* Queue an invocation record (copied; its heap fields are taken) for the
+ * next flush. */
+void wisp__logs_record(wisp_invoker_t *inv, const invrec_t *rec);
 
 #endif

@@ -92,7 +92,9 @@ typedef void (*wisp_logsub_cb)(void *data, int64_t id, int64_t ts_ms, const char
 wisp_logsub_t *wisp_logs_subscribe(wisp_invoker_t *inv, const char *function,
                                    const char *request_id, wisp_logsub_cb cb, void *data);
 void wisp_logs_unsubscribe(wisp_logsub_t *sub);
-/* Flush buffered log lines to the store now (queries then see them). */
+/* Hand buffered log lines and invocation records to the log writer and wait
+ * until everything handed over is committed (queries then see them). Loop
+ * thread only. */
 void wisp_logs_flush(wisp_invoker_t *inv);
 
 #endif

@@ -1,9 +1,24 @@
 /*
- * logs.c - function log lines and invocation records: buffered in memory and
- * written to the store in one transaction per flush (every 100 ms, or sooner
- * when many lines are waiting), so a busy function costs one commit per
- * batch, not one per line. Followers get each line as it is captured.
+ * logs.c - function log lines and invocation records: buffered in memory on
+ * the loop thread and handed, every 100 ms (or sooner when many lines are
+ * waiting), as one batch to a writer thread that stores each batch in one
+ * transaction on its own store connection. The loop thread never waits for
+ * SQLite on the invocation path. Followers get each line as it is captured.
+ *
+ * Durability: a line or record is in memory until its batch is committed,
+ * i.e. up to FLUSH_MS plus the writer's commit time after it was captured; a
+ * crash of the daemon loses at most that. wisp_logs_flush hands over what is
+ * buffered and waits until the writer has committed everything handed over
+ * (API queries call it so that they see all lines; so does shutdown, before
+ * the writer is stopped), so a clean stop loses nothing.
+ *
+ * Threads: everything here runs on the loop thread except writer_main and
+ * write_batch, which touch only batches already handed over and the
+ * writer's own store connection. When the store cannot give a second
+ * connection (an in-memory database), batches are written on the loop
+ * thread as they are handed over.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -15,9 +30,128 @@
 #define PRUNE_EVERY_MS (3600 * 1000LL)
 #define RECORD_RETENTION_MS (7 * 24 * 3600 * 1000LL)
 
+/* What one flush hands to the writer: it owns all of it. */
+struct logbatch {
+    struct logbatch *next;
+    logrec_t *lines;
+    size_t nlines;
+    invrec_t *recs; /* invocation records */
+    size_t nrecs;
+};
+
+/*
+ * The writer thread. mu guards the queue, the counters and stop; the store
+ * connection, cap and last_prune_ms belong to the writer thread (to the loop
+ * thread in synchronous mode).
+ */
+struct wisp__logwriter {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;    /* the writer waits for batches or stop */
+    pthread_cond_t done_cv; /* flushers wait for done == queued */
+    struct logbatch *head, *tail;
+    uint64_t queued; /* batches handed over so far */
+    uint64_t done;   /* batches committed (or given up on) so far */
+    bool stop;
+    wisp_store_t *store;   /* the writer's own connection */
+    int64_t cap;           /* log lines kept per function */
+    int64_t last_prune_ms; /* when invocation records were last pruned */
+};
+
+/* Store one batch in one transaction, then free it. Errors are logged: the
+ * lines are then lost, as they would be if the disk failed. */
+static void write_batch(wisp_store_t *store, struct logbatch *b, int64_t cap,
+                        int64_t *last_prune_ms)
+{
+    wisp_err_t err;
+    bool tx = wisp_store_begin(store, &err) == 0;
+    if (!tx)
+        wisp_error("logs", "begin: %s", err.msg);
+    if (b->nlines > 0) {
+        wisp_log_rec_t *recs = xcalloc(b->nlines, sizeof *recs);
+        for (size_t i = 0; i < b->nlines; i++) {
+            recs[i].function = b->lines[i].function;
+            recs[i].request_id = b->lines[i].request_id;
+            recs[i].ts_ms = b->lines[i].ts_ms;
+            recs[i].stream = b->lines[i].stream;
+            recs[i].line = b->lines[i].line;
+        }
+        if (wisp_store_log_append(store, recs, b->nlines, cap, &err) < 0)
+            wisp_error("logs", "storing %zu log lines: %s", b->nlines, err.msg);
+        free(recs);
+    }
+    for (size_t i = 0; i < b->nrecs; i++) {
+        const invrec_t *r = &b->recs[i];
+        cleanup_json json_t *doc =
+            json_pack("{s:s,s:s,s:s,s:s,s:I,s:f,s:f,s:f,s:I,s:I,s:b,s:s,s:s?}", "id", r->id,
+                      "function", r->function, "revision", r->revision, "trigger", r->trigger,
+                      "start_ms", (json_int_t)r->start_ms, "queue_ms", r->queue_ms, "init_ms",
+                      r->init_ms, "duration_ms", r->duration_ms, "billed_ms",
+                      (json_int_t)r->billed_ms, "max_memory_mb", (json_int_t)r->max_memory_mb,
+                      "cold", r->cold, "outcome", r->outcome, "error_type", r->error_type);
+        if (doc == NULL || wisp_store_invocation_put(store, doc, &err) < 0)
+            wisp_error("logs", "storing invocation record %s: %s", r->id,
+                       doc ? err.msg : "cannot encode it");
+    }
+    /* Invocation records are kept for RECORD_RETENTION_MS; pruned hourly. */
+    int64_t now = wisp_now_ms();
+    if (now - *last_prune_ms > PRUNE_EVERY_MS) {
+        *last_prune_ms = now;
+        int64_t pruned = 0;
+        if (wisp_store_invocation_prune(store, now - RECORD_RETENTION_MS, &pruned, &err) < 0)
+            wisp_error("logs", "pruning invocation records: %s", err.msg);
+        else if (pruned > 0)
+            wisp_info("logs", "pruned %lld invocation records older than 7 days",
+                      (long long)pruned);
+    }
+    if (tx && wisp_store_commit(store, &err) < 0)
+        wisp_error("logs", "commit: %s", err.msg);
+    for (size_t k = 0; k < b->nlines; k++) {
+        free(b->lines[k].function);
+        free(b->lines[k].request_id);
+        free(b->lines[k].line);
+    }
+    free(b->lines);
+    for (size_t k = 0; k < b->nrecs; k++) {
+        free(b->recs[k].function);
+        free(b->recs[k].error_type);
+    }
+    free(b->recs);
+    free(b);
+}
+
+static void *writer_main(void *arg)
+{
+    struct wisp__logwriter *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (w->head == NULL && !w->stop)
+            pthread_cond_wait(&w->wake, &w->mu);
+        if (w->head == NULL)
+            break; /* stop, and nothing left */
+        struct logbatch *b = w->head;
+        w->head = w->tail = NULL;
+        pthread_mutex_unlock(&w->mu);
+        uint64_t n = 0;
+        while (b != NULL) {
+            struct logbatch *next = b->next;
+            write_batch(w->store, b, w->cap, &w->last_prune_ms);
+            b = next;
+            n++;
+        }
+        pthread_mutex_lock(&w->mu);
+        w->done += n;
+        pthread_cond_broadcast(&w->done_cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static void handoff(wisp_invoker_t *inv);
+
 static void flush_timer_cb(uv_timer_t *t)
 {
-    wisp_logs_flush(t->data);
+    handoff(t->data);
 }
 
 void wisp__logs_init(wisp_invoker_t *inv)
@@ -25,7 +159,32 @@ void wisp__logs_init(wisp_invoker_t *inv)
     inv->flush_timer = xcalloc(1, sizeof *inv->flush_timer);
     uv_timer_init(inv->loop, inv->flush_timer);
     inv->flush_timer->data = inv;
-    inv->records = json_array();
+    wisp_err_t err;
+    wisp_store_t *own = wisp_store_open_another(inv->store, &err);
+    if (own == NULL) {
+        if (err.code != WISP_EUNSUPPORTED)
+            wisp_warn("logs", "no second store connection (%s): writing logs on the loop thread",
+                      err.msg);
+        return;
+    }
+    struct wisp__logwriter *w = xcalloc(1, sizeof *w);
+    w->store = own;
+    w->cap = inv->cfg.log_cap_lines;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->wake, NULL);
+    pthread_cond_init(&w->done_cv, NULL);
+    int rc = pthread_create(&w->thread, NULL, writer_main, w);
+    if (rc != 0) {
+        wisp_warn("logs", "no log writer thread (%s): writing logs on the loop thread",
+                  strerror(rc));
+        wisp_store_close(own);
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->wake);
+        pthread_cond_destroy(&w->done_cv);
+        free(w);
+        return;
+    }
+    inv->writer = w;
 }
 
 static void free_handle_cb(uv_handle_t *h)
@@ -36,20 +195,36 @@ static void free_handle_cb(uv_handle_t *h)
 void wisp__logs_close(wisp_invoker_t *inv)
 {
     wisp_logs_flush(inv);
+    struct wisp__logwriter *w = inv->writer;
+    if (w != NULL) {
+        pthread_mutex_lock(&w->mu);
+        w->stop = true;
+        pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thread, NULL);
+        wisp_store_close(w->store);
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->wake);
+        pthread_cond_destroy(&w->done_cv);
+        free(w);
+        inv->writer = NULL;
+    }
     uv_close((uv_handle_t *)inv->flush_timer, free_handle_cb);
     inv->flush_timer = NULL;
-    json_decref(inv->records);
-    inv->records = NULL;
+    free(inv->recbuf);
+    inv->recbuf = NULL;
     free(inv->logbuf);
     inv->logbuf = NULL;
     while (inv->subs)
         wisp_logs_unsubscribe(inv->subs);
 }
 
+static void handoff(wisp_invoker_t *inv);
+
 static void schedule_flush(wisp_invoker_t *inv)
 {
     if (inv->nlog >= FLUSH_LINES) {
-        wisp_logs_flush(inv);
+        handoff(inv);
         return;
     }
     if (!uv_is_active((uv_handle_t *)inv->flush_timer))
@@ -80,61 +255,56 @@ void wisp__logs_add(wisp_invoker_t *inv, const char *function, const char *reque
     schedule_flush(inv);
 }
 
-void wisp__logs_record(wisp_invoker_t *inv, json_t *rec)
+void wisp__logs_record(wisp_invoker_t *inv, const invrec_t *rec)
 {
-    json_array_append_new(inv->records, rec);
+    if (inv->nrec == inv->caprec) {
+        inv->caprec = inv->caprec ? inv->caprec * 2 : 256;
+        inv->recbuf = xrealloc(inv->recbuf, inv->caprec * sizeof *inv->recbuf);
+    }
+    inv->recbuf[inv->nrec++] = *rec;
     schedule_flush(inv);
+}
+
+/* Hand what is buffered to the writer as one batch (or, without a writer
+ * thread, store it now). */
+static void handoff(wisp_invoker_t *inv)
+{
+    if (inv->nlog == 0 && inv->nrec == 0)
+        return;
+    uv_timer_stop(inv->flush_timer);
+    struct logbatch *b = xcalloc(1, sizeof *b);
+    b->lines = steal_pointer(&inv->logbuf);
+    b->nlines = inv->nlog;
+    b->recs = steal_pointer(&inv->recbuf);
+    b->nrecs = inv->nrec;
+    inv->nlog = inv->caplog = 0;
+    inv->nrec = inv->caprec = 0;
+    struct wisp__logwriter *w = inv->writer;
+    if (w == NULL) {
+        write_batch(inv->store, b, inv->cfg.log_cap_lines, &inv->last_prune_ms);
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (w->tail != NULL)
+        w->tail->next = b;
+    else
+        w->head = b;
+    w->tail = b;
+    w->queued++;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->mu);
 }
 
 void wisp_logs_flush(wisp_invoker_t *inv)
 {
-    if (inv->nlog == 0 && json_array_size(inv->records) == 0)
+    handoff(inv);
+    struct wisp__logwriter *w = inv->writer;
+    if (w == NULL)
         return;
-    uv_timer_stop(inv->flush_timer);
-    wisp_err_t err;
-    bool tx = wisp_store_begin(inv->store, &err) == 0;
-    if (!tx)
-        wisp_error("logs", "begin: %s", err.msg);
-    if (inv->nlog > 0) {
-        wisp_log_rec_t *recs = xcalloc(inv->nlog, sizeof *recs);
-        for (size_t i = 0; i < inv->nlog; i++) {
-            recs[i].function = inv->logbuf[i].function;
-            recs[i].request_id = inv->logbuf[i].request_id;
-            recs[i].ts_ms = inv->logbuf[i].ts_ms;
-            recs[i].stream = inv->logbuf[i].stream;
-            recs[i].line = inv->logbuf[i].line;
-        }
-        if (wisp_store_log_append(inv->store, recs, inv->nlog, inv->cfg.log_cap_lines, &err) < 0)
-            wisp_error("logs", "storing %zu log lines: %s", inv->nlog, err.msg);
-        free(recs);
-        for (size_t i = 0; i < inv->nlog; i++) {
-            free(inv->logbuf[i].function);
-            free(inv->logbuf[i].request_id);
-            free(inv->logbuf[i].line);
-        }
-        inv->nlog = 0;
-    }
-    size_t i;
-    json_t *rec;
-    json_array_foreach(inv->records, i, rec)
-    {
-        if (wisp_store_invocation_put(inv->store, rec, &err) < 0)
-            wisp_error("logs", "storing invocation record: %s", err.msg);
-    }
-    json_array_clear(inv->records);
-    /* Invocation records are kept for RECORD_RETENTION_MS; pruned hourly. */
-    int64_t now = wisp_now_ms();
-    if (now - inv->last_prune_ms > PRUNE_EVERY_MS) {
-        inv->last_prune_ms = now;
-        int64_t pruned = 0;
-        if (wisp_store_invocation_prune(inv->store, now - RECORD_RETENTION_MS, &pruned, &err) < 0)
-            wisp_error("logs", "pruning invocation records: %s", err.msg);
-        else if (pruned > 0)
-            wisp_info("logs", "pruned %lld invocation records older than 7 days",
-                      (long long)pruned);
-    }
-    if (tx && wisp_store_commit(inv->store, &err) < 0)
-        wisp_error("logs", "commit: %s", err.msg);
+    pthread_mutex_lock(&w->mu);
+    while (w->done < w->queued)
+        pthread_cond_wait(&w->done_cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
 }
 
 wisp_logsub_t *wisp_logs_subscribe(wisp_invoker_t *inv, const char *function,

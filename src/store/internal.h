@@ -21,6 +21,7 @@
 struct wisp_store_ops {
     const char *name; /* "sqlite", "postgres" */
     void (*close)(wisp_store_t *st);
+    wisp_store_t *(*open_another)(wisp_store_t *st, wisp_err_t *err);
     int (*schema_version)(wisp_store_t *st);
 
     int (*fn_put)(wisp_store_t *st, const char *name, json_t *doc, const char *expect_revision,

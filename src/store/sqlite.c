@@ -1,6 +1,9 @@
 /*
  * sqlite.c - the embedded store backend: one SQLite database file in WAL
- * mode, used from the event-loop thread only.
+ * mode. Each connection (struct sq_store) is used by one thread: the event
+ * loop's, or the log writer's (wisp_store_open_another). WAL lets the loop
+ * read while the writer commits; writes take the lock with BEGIN IMMEDIATE
+ * and wait up to BUSY_TIMEOUT_MS for each other.
  *
  * Durability: synchronous=FULL. In WAL mode NORMAL would skip the fsync of
  * each commit and could lose the last transactions on a power cut, and wisp
@@ -356,6 +359,16 @@ static void sq_close(wisp_store_t *st)
         wisp_warn("store", "closing %s: %s", s->path, sqlite3_errmsg(s->db));
     free(s->path);
     free(s);
+}
+
+static wisp_store_t *sq_open_another(wisp_store_t *st, wisp_err_t *err)
+{
+    struct sq_store *s = SQ(st);
+    if (strcmp(s->path, ":memory:") == 0) {
+        wisp_err_set(err, WISP_EUNSUPPORTED, "store: an in-memory database has one connection");
+        return NULL;
+    }
+    return wisp__sqlite_open(s->path, err);
 }
 
 static int sq_schema_version(wisp_store_t *st)
@@ -733,6 +746,7 @@ static int sq_rollback(wisp_store_t *st, wisp_err_t *err)
 static const struct wisp_store_ops sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
+    .open_another = sq_open_another,
     .schema_version = sq_schema_version,
     .fn_put = sq_fn_put,
     .fn_get = sq_fn_get,

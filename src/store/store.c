@@ -34,6 +34,11 @@ void wisp_store_close(wisp_store_t *st)
         st->ops->close(st);
 }
 
+wisp_store_t *wisp_store_open_another(wisp_store_t *st, wisp_err_t *err)
+{
+    return st->ops->open_another(st, err);
+}
+
 int wisp_store_schema_version(wisp_store_t *st)
 {
     return st->ops->schema_version(st);

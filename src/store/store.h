@@ -26,6 +26,11 @@ typedef struct wisp_store wisp_store_t;
  * yet) or a database written by a newer wisp (schema version too high). */
 wisp_store_t *wisp_store_open(const char *uri, wisp_err_t *err);
 void wisp_store_close(wisp_store_t *st);
+/* A second, independent connection to the same store, for use by another
+ * thread (each connection is used by one thread at a time). Fails with
+ * WISP_EUNSUPPORTED when the store cannot be shared (an in-memory SQLite
+ * database); callers then keep using st on its own thread. */
+wisp_store_t *wisp_store_open_another(wisp_store_t *st, wisp_err_t *err);
 /* Schema version after migrations (for tests and /healthz). */
 int wisp_store_schema_version(wisp_store_t *st);
 

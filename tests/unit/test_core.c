@@ -1,5 +1,6 @@
 /* test_core.c - unit tests for core: errors, buffers, ids, time, metrics. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/buf.h"
@@ -51,6 +52,31 @@ TEST(uuid_shape)
     CHECK_INT(strlen(a), 36);
     CHECK(a[14] == '4');
     CHECK(strcmp(a, b) != 0);
+}
+
+TEST(uuid7_shape_and_order)
+{
+    char prev[37], cur[37];
+    wisp_uuid7(prev);
+    CHECK_INT(strlen(prev), 36);
+    CHECK(prev[14] == '7');
+    CHECK(strchr("89ab", prev[19]) != NULL);
+    /* Many ids within the same milliseconds: each sorts after the one before. */
+    for (int i = 0; i < 20000; i++) {
+        wisp_uuid7(cur);
+        if (strcmp(prev, cur) >= 0) {
+            CHECK(strcmp(prev, cur) < 0);
+            break;
+        }
+        memcpy(prev, cur, sizeof cur);
+    }
+    /* The first 12 hex digits are the epoch milliseconds. */
+    char ms_hex[13];
+    memcpy(ms_hex, cur, 8);
+    memcpy(ms_hex + 8, cur + 9, 4);
+    ms_hex[12] = '\0';
+    long long ms = strtoll(ms_hex, NULL, 16);
+    CHECK(ms > wisp_now_ms() - 60000 && ms < wisp_now_ms() + 60000);
 }
 
 TEST(time_formats)
@@ -105,5 +131,6 @@ TEST(metrics_render)
     wisp_metrics_reset();
 }
 
-TAP_MAIN(CASE(err_set_and_map), CASE(buf_respects_max), CASE(uuid_shape), CASE(time_formats),
-         CASE(files_roundtrip), CASE(metrics_render))
+TAP_MAIN(CASE(err_set_and_map), CASE(buf_respects_max), CASE(uuid_shape),
+         CASE(uuid7_shape_and_order), CASE(time_formats), CASE(files_roundtrip),
+         CASE(metrics_render))

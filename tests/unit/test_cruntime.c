@@ -2,8 +2,8 @@
  * test_cruntime.c - unit tests for the C runtime library (runtimes/c): its
  * JSON readers and writers, address parsing, body limits, and the invocation
  * loop against a scripted Runtime API on a real loopback socket (split
- * replies, Connection: close, a stale keep-alive connection, an oversized
- * body). The library is compiled into this test directly.
+ * replies, the GET /next pipelined behind a response, Connection: close, a
+ * dropped connection, an oversized body). The library is compiled into this test directly.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -145,31 +145,66 @@ TEST(api_address_parsing)
 
 /* ---- The loop against a scripted Runtime API ----------------------------- */
 
-/* Reads one request (headers and Content-Length body) into buf. */
-static ssize_t read_request(int fd, char *buf, size_t size)
+/* The scripted server's side of one connection: bytes read but not yet
+ * taken as a request (the client pipelines a GET behind a POST). */
+struct srv_conn {
+    int fd;
+    char buf[16384];
+    size_t len;
+};
+
+/* Takes one request (headers and Content-Length body) into out, NUL-terminated,
+ * reading more only when what was read so far does not hold it. */
+static ssize_t read_request(struct srv_conn *sc, char *out, size_t size)
 {
-    size_t len = 0;
-    char *hend = NULL;
-    while (hend == NULL) {
-        ssize_t n = read(fd, buf + len, size - 1 - len);
+    char *hend;
+    for (;;) {
+        sc->buf[sc->len] = '\0';
+        hend = strstr(sc->buf, "\r\n\r\n");
+        if (hend != NULL)
+            break;
+        ssize_t n = read(sc->fd, sc->buf + sc->len, sizeof(sc->buf) - 1 - sc->len);
         if (n <= 0)
             return -1;
-        len += (size_t)n;
-        buf[len] = '\0';
-        hend = strstr(buf, "\r\n\r\n");
+        sc->len += (size_t)n;
     }
-    size_t head = (size_t)(hend - buf) + 4, body = 0;
-    const char *cl = strcasestr(buf, "Content-Length:");
+    size_t head = (size_t)(hend - sc->buf) + 4, body = 0;
+    const char *cl = strcasestr(sc->buf, "Content-Length:");
     if (cl != NULL && cl < hend)
         body = strtoul(cl + 15, NULL, 10);
-    while (len < head + body) {
-        ssize_t n = read(fd, buf + len, size - 1 - len);
+    while (sc->len < head + body) {
+        ssize_t n = read(sc->fd, sc->buf + sc->len, sizeof(sc->buf) - 1 - sc->len);
         if (n <= 0)
             return -1;
-        len += (size_t)n;
+        sc->len += (size_t)n;
     }
-    buf[len] = '\0';
-    return (ssize_t)len;
+    size_t total = head + body;
+    if (total >= size)
+        return -1;
+    memcpy(out, sc->buf, total);
+    out[total] = '\0';
+    memmove(sc->buf, sc->buf + total, sc->len - total);
+    sc->len -= total;
+    return (ssize_t)total;
+}
+
+/* Whether a request has arrived complete without waiting for it. */
+static bool request_waiting(struct srv_conn *sc)
+{
+    usleep(20000);
+    ssize_t n = recv(sc->fd, sc->buf + sc->len, sizeof(sc->buf) - 1 - sc->len, MSG_DONTWAIT);
+    if (n > 0)
+        sc->len += (size_t)n;
+    sc->buf[sc->len] = '\0';
+    return strstr(sc->buf, "\r\n\r\n") != NULL;
+}
+
+static struct srv_conn *srv_accept(int lfd)
+{
+    static struct srv_conn sc;
+    sc.len = 0;
+    sc.fd = accept(lfd, NULL, NULL);
+    return &sc;
 }
 
 static bool starts(const char *s, const char *prefix)
@@ -188,8 +223,9 @@ static void script_server(int lfd)
 {
     char req[8192];
     alarm(10);
-    int fd = accept(lfd, NULL, NULL);
-    if (read_request(fd, req, sizeof(req)) < 0 ||
+    struct srv_conn *sc = srv_accept(lfd);
+    int fd = sc->fd;
+    if (read_request(sc, req, sizeof(req)) < 0 ||
         !starts(req, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n"))
         exit(2);
     if (strstr(req, "\r\nHost: 127.0.0.1:") == NULL)
@@ -202,38 +238,52 @@ static void script_server(int lfd)
             "Lambda-Runtime-Trace-Id: Root=1-a\r\nContent-Length: 14\r\n\r\n{\"name\"");
     usleep(20000);
     say(fd, ":\"Ada\"}");
-    if (read_request(fd, req, sizeof(req)) < 0 ||
+    if (read_request(sc, req, sizeof(req)) < 0 ||
         !starts(req, "POST /2018-06-01/runtime/invocation/req-1/response HTTP/1.1\r\n"))
         exit(4);
     if (strcmp(strstr(req, "\r\n\r\n") + 4, "{\"hello\":\"Ada\"}") != 0)
         exit(5);
-    say(fd, "HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 15\r\n\r\n"
-            "{\"status\":\"OK\"}");
-    close(fd);
-
-    /* The client must open a new connection after Connection: close. */
-    fd = accept(lfd, NULL, NULL);
-    if (read_request(fd, req, sizeof(req)) < 0)
+    /* The next GET comes pipelined behind the response, before its reply. */
+    if (!request_waiting(sc) || read_request(sc, req, sizeof(req)) < 0 ||
+        !starts(req, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n"))
         exit(6);
-    say(fd, "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: req-2\r\n"
+    say(fd, "HTTP/1.1 202 Accepted\r\nContent-Length: 15\r\n\r\n{\"status\":\"OK\"}"
+            "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: req-2\r\n"
             "Lambda-Runtime-Deadline-Ms: 1\r\nContent-Length: 13\r\n\r\n{\"fail\":true}");
-    if (read_request(fd, req, sizeof(req)) < 0 ||
+    if (read_request(sc, req, sizeof(req)) < 0 ||
         !starts(req, "POST /2018-06-01/runtime/invocation/req-2/error HTTP/1.1\r\n"))
         exit(7);
     if (strstr(req, "\r\nLambda-Runtime-Function-Error-Type: Boom\r\n") == NULL ||
         strstr(req, "{\"errorMessage\":\"no \\\"luck\\\"\",\"errorType\":\"Boom\","
                     "\"stackTrace\":[]}") == NULL)
         exit(8);
+    say(fd, "HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 15\r\n\r\n"
+            "{\"status\":\"OK\"}");
+    close(fd);
+
+    /* The client must open a new connection after Connection: close. */
+    sc = srv_accept(lfd);
+    fd = sc->fd;
+    if (read_request(sc, req, sizeof(req)) < 0 || !starts(req, "GET "))
+        exit(9);
+    say(fd, "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: req-3\r\n"
+            "Content-Length: 14\r\n\r\n{\"name\":\"Bob\"}");
+    if (read_request(sc, req, sizeof(req)) < 0 ||
+        !starts(req, "POST /2018-06-01/runtime/invocation/req-3/response HTTP/1.1\r\n"))
+        exit(10);
     say(fd, "HTTP/1.1 202 Accepted\r\nContent-Length: 15\r\n\r\n{\"status\":\"OK\"}");
-    /* A keep-alive connection that the server then drops: the client's next
-     * request fails on it before any answer and must be retried. */
+    /* The server then drops the connection without answering the pipelined
+     * GET: the client must ask again on a new connection. */
+    if (read_request(sc, req, sizeof(req)) < 0 || !starts(req, "GET "))
+        exit(11);
     usleep(50000);
     close(fd);
 
-    fd = accept(lfd, NULL, NULL);
-    if (read_request(fd, req, sizeof(req)) < 0 || !starts(req, "GET "))
-        exit(9);
-    say(fd, "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: req-3\r\n"
+    sc = srv_accept(lfd);
+    fd = sc->fd;
+    if (read_request(sc, req, sizeof(req)) < 0 || !starts(req, "GET "))
+        exit(12);
+    say(fd, "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: req-4\r\n"
             "Content-Length: 999999999999\r\n\r\n");
     close(fd);
     exit(0);
@@ -287,17 +337,22 @@ TEST(loop_against_scripted_api)
     CHECK_STR(seen_event, "{\"name\":\"Ada\"}");
     CHECK(seen_deadline == 4102444800000LL);
     CHECK(seen_remaining > 0);
-    CHECK(c.fd == -1); /* closed after Connection: close */
+    CHECK(c.fd >= 0 && c.next_sent); /* kept alive, the next GET already sent */
 
     CHECK(run_once(&c, script_handler, &resp) == 0);
     CHECK_STR(seen_id, "req-2");
     CHECK(getenv("_X_AMZN_TRACE_ID") == NULL);
     CHECK(seen_remaining == 0);
-    CHECK(c.fd >= 0); /* kept alive */
+    CHECK(c.fd == -1); /* closed after Connection: close */
 
-    /* Stale connection retried, then a body over the limit: a fatal error. */
+    CHECK(run_once(&c, script_handler, &resp) == 0);
+    CHECK_STR(seen_id, "req-3");
+    CHECK(c.next_sent);
+
+    /* The pipelined GET dropped, asked again, then a body over the limit: a
+     * fatal error. */
     CHECK(run_once(&c, script_handler, &resp) == -1);
-    CHECK_INT(calls, 2);
+    CHECK_INT(calls, 3);
 
     int st = 0;
     CHECK(waitpid(pid, &st, 0) == pid);
@@ -328,9 +383,10 @@ TEST(init_error_is_posted)
         wisp_rt_init_error("Config.Missing", "no %s set", "DB_URL");
 
     char req[8192];
-    int fd = accept(lfd, NULL, NULL);
+    struct srv_conn *sc = srv_accept(lfd);
+    int fd = sc->fd;
     CHECK(fd >= 0);
-    CHECK(read_request(fd, req, sizeof(req)) > 0);
+    CHECK(read_request(sc, req, sizeof(req)) > 0);
     say(fd, "HTTP/1.1 202 Accepted\r\nContent-Length: 15\r\n\r\n{\"status\":\"OK\"}");
     CHECK(starts(req, "POST /2018-06-01/runtime/init/error HTTP/1.1\r\n"));
     CHECK(strstr(req, "\r\nLambda-Runtime-Function-Error-Type: Config.Missing\r\n") != NULL);

@@ -1366,6 +1366,35 @@ TEST(memory_mode)
     wisp__http_mem_free(m);
 }
 
+/* hold_pipelined: the answer to /now waits for the answer to the /later
+ * pipelined behind it, then both are output together; without a pipelined
+ * request, or when the next request is still arriving, nothing is held. */
+TEST(hold_pipelined_answers)
+{
+    wisp_http_limits_t lim = {.hold_pipelined = true};
+    mem_npending = 0;
+    wisp__http_mem_t *m = wisp__http_mem_new(&lim, mem_handler, NULL);
+    const char *now = "GET /now HTTP/1.1\r\n\r\n";
+    wisp__http_mem_feed(m, now, strlen(now));
+    size_t first = wisp__http_mem_output(m)->len;
+    CHECK(first > 0); /* alone: answered at once */
+    const char *in = "GET /now HTTP/1.1\r\n\r\nGET /later HTTP/1.1\r\n\r\n";
+    wisp__http_mem_feed(m, in, strlen(in));
+    CHECK_INT(mem_npending, 1);
+    CHECK_INT(wisp__http_mem_output(m)->len, first); /* held behind /later */
+    wisp_http_respond(mem_pending[0], 201, NULL, NULL, "x", 1);
+    const char *out = wisp__http_mem_output(m)->data + first;
+    const char *second = strstr(out, "HTTP/1.1 201");
+    CHECK(strncmp(out, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    CHECK(second != NULL && strstr(second, "\r\n\r\nx") != NULL);
+    /* The next request only partly received: the answer goes out now. */
+    size_t before = wisp__http_mem_output(m)->len;
+    const char *part = "GET /now HTTP/1.1\r\n\r\nGET /lat";
+    wisp__http_mem_feed(m, part, strlen(part));
+    CHECK(wisp__http_mem_output(m)->len > before);
+    wisp__http_mem_free(m);
+}
+
 TAP_MAIN(CASE(simple_get), CASE(keep_alive_two_requests), CASE(pipelined_answers_in_order),
          CASE(pipeline_limit_pauses_and_resumes), CASE(chunked_body_with_trailers),
          CASE(expect_continue_accepted), CASE(expect_continue_rejected_413),
@@ -1376,4 +1405,4 @@ TAP_MAIN(CASE(simple_get), CASE(keep_alive_two_requests), CASE(pipelined_answers
          CASE(streaming_chunked_response), CASE(http10_and_connection_close),
          CASE(listener_close_aborts_pending), CASE(shutdown_is_graceful),
          CASE(shutdown_grace_expires), CASE(connection_cap), CASE(many_concurrent_connections),
-         CASE(listen_ipv6), CASE(helpers), CASE(memory_mode))
+         CASE(listen_ipv6), CASE(helpers), CASE(memory_mode), CASE(hold_pipelined_answers))

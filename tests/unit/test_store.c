@@ -453,6 +453,30 @@ TEST(transactions)
     cleanup_dir();
 }
 
+/* A second connection (the log writer's) sees and makes the same data; an
+ * in-memory database cannot give one. */
+TEST(second_connection)
+{
+    cleanup_free char *path = db_path();
+    wisp_store_t *st = open_ok(path);
+    wisp_err_t err;
+    wisp_store_t *other = wisp_store_open_another(st, &err);
+    CHECK(other != NULL);
+    put_ok(st, "one", "r1", "", NULL);
+    CHECK_INT(wisp_store_fn_count(other), 1);
+    CHECK(wisp_store_begin(other, &err) == 0);
+    put_ok(other, "two", "r1", "", NULL);
+    CHECK(wisp_store_commit(other, &err) == 0);
+    CHECK_INT(wisp_store_fn_count(st), 2);
+    wisp_store_close(other);
+    wisp_store_close(st);
+
+    st = open_ok(":memory:");
+    CHECK(wisp_store_open_another(st, &err) == NULL);
+    CHECK_INT(err.code, WISP_EUNSUPPORTED);
+    wisp_store_close(st);
+}
+
 TAP_MAIN(CASE(migrations_idempotent), CASE(uri_forms), CASE(functions_crud_and_paging),
          CASE(functions_revision_conflict), CASE(logs_append_query), CASE(logs_trim_to_cap),
-         CASE(invocation_records), CASE(transactions))
+         CASE(invocation_records), CASE(transactions), CASE(second_connection))
