@@ -24,6 +24,7 @@ import ctypes
 import gc
 import mmap
 import os
+import select
 import sys
 import time
 
@@ -122,7 +123,7 @@ def _pid_record(pid):
             + pid.to_bytes(4, sys.byteorder, signed=True) + bytes(ZYG_MSG))
 
 
-def _pretouch():
+def _pretouch(chan):
     """Takes the spare's copy-on-write faults before it is needed: a forked
     sandbox's start is mostly the faults of the first writes to the pages it
     shares with the zygote (every object's reference count is written), and a
@@ -130,7 +131,8 @@ def _pretouch():
     It writes one byte (its own value) in every present page of the private
     writable mappings (the interpreter's heap and object arenas, the data of
     the interpreter and its libraries, the stack); pages not present are left
-    alone (mincore), so nothing new is allocated."""
+    alone (mincore), so nothing new is allocated. It stops as soon as a request
+    comes on chan: a request never waits for it."""
     try:
         with open("/proc/self/maps") as f:
             maps = f.read().splitlines()
@@ -138,6 +140,8 @@ def _pretouch():
         return
     page = mmap.PAGESIZE
     libc = ctypes.CDLL(None, use_errno=True)
+    waiting = select.poll()
+    waiting.register(chan, select.POLLIN)
     for line in maps:
         parts = line.split()
         if len(parts) < 5 or parts[1] != "rw-p":
@@ -148,6 +152,8 @@ def _pretouch():
         if libc.mincore(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), vec) != 0:
             continue
         for i in range(n):
+            if i % 64 == 0 and waiting.poll(0):
+                return
             if vec[i] & 1:
                 b = ctypes.c_char.from_address(lo + i * page)
                 b.value = b.value
@@ -170,7 +176,7 @@ def _fork_spare(lib, sock):
         return pid, chan
     try:
         chan.close()
-        _pretouch()
+        _pretouch(theirs)
         theirs.settimeout(None)
         data, fds = _receive(theirs)
         theirs.detach()
