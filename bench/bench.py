@@ -624,8 +624,8 @@ http {{
 
     def header(self):
         """The run's machine facts. The page fault cost is there because it moves every
-        start-up figure: on this machine kind it was ≈ 1 µs in some sessions and ≈ 20 µs in
-        others (the host's memory state), tripling the baselines."""
+        start-up figure: ≈ 20 µs on this machine kind on 2026-11-27, when every start-up
+        baseline was 3.5-4× slower than in earlier runs (the host's memory state)."""
         model = "unknown"
         with open("/proc/cpuinfo") as f:
             for line in f:
