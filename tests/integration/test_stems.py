@@ -32,7 +32,7 @@ exports.handler = async (ev) => {
              task: fs.readdirSync('/var/task').sort(), ifaces: fs.readFileSync('/proc/net/dev', 'utf8').split('\n').slice(2)
                .map((l) => l.split(':')[0].trim()).filter(Boolean) };
   case 'files':
-    return { stem, shadow: code(() => fs.readFileSync('/etc/shadow')),
+    return { stem, tmp: fs.readdirSync('/tmp'), shadow: code(() => fs.readFileSync('/etc/shadow')),
              data: code(() => fs.readdirSync(ev.data)),
              write_task: code(() => fs.writeFileSync('/var/task/x', 'x')),
              write_root: code(() => fs.writeFileSync('/x', 'x')),
@@ -122,8 +122,8 @@ def main():
         st, h, r = stem_probe("stem-a", {"probe": "files", "data": d.data})
         t.ok(r.get("stem") and r.get("shadow") == "ENOENT" and r.get("data") == "ENOENT"
              and r.get("write_task") in ("EROFS", "EACCES") and r.get("write_root") in ("EROFS", "EACCES")
-             and r.get("write_tmp") == "ok",
-             "stem env: read-only root and code, no host files, writable /tmp", r)
+             and r.get("write_tmp") == "ok" and r.get("tmp") == [],
+             "stem env: read-only root and code, no host files, an empty writable /tmp", r)
         st, h, r = stem_probe("stem-a", {"probe": "net", "port": d.admin_port})
         t.ok(r.get("stem") and r.get("host") in ("ECONNREFUSED", "ENETUNREACH"),
              "stem env: the host's loopback is out of reach", r)
