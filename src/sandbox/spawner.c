@@ -530,6 +530,9 @@ static void zygote_start(struct spawner *s, const char *runtime_dir)
         sigprocmask(SIG_SETMASK, &none, NULL);
         if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != me)
             _exit(127);
+        /* A session of its own: a Ctrl-C meant for the daemon's terminal must
+         * not reach the interpreter (it would print a KeyboardInterrupt). */
+        setsid();
         if (chdir("/") < 0)
             _exit(127);
         /* Room in the zygote's initial environment block (what
