@@ -256,6 +256,9 @@ static void arm_qtimer(wisp_invoker_t *inv, struct fnstate *fs)
         uv_timer_stop(fs->qtimer);
         return;
     }
+    /* libuv counts the timeout from the loop's cached time, which lags while
+     * an iteration runs: refresh it so the timer does not fire early. */
+    uv_update_time(inv->loop);
     uint64_t now = wisp_mono_ns();
     uint64_t d = fs->q_head->queue_deadline_ns;
     uv_timer_start(fs->qtimer, qtimer_cb, d > now ? (d - now) / 1000000 + 1 : 0, 0);
@@ -271,17 +274,19 @@ static const char *throttle_reason(wisp_invoker_t *inv, struct fnstate *fs)
 static void qtimer_cb(uv_timer_t *t)
 {
     struct fnstate *fs = t->data;
-    wisp_invoker_t *inv = NULL;
     uint64_t now = wisp_mono_ns();
     while (fs->q_head && fs->q_head->queue_deadline_ns <= now) {
         struct invocation *in = dequeue(fs);
-        inv = in->inv;
+        wisp_invoker_t *inv = in->inv;
         refuse(inv, in, WISP_ETHROTTLED, throttle_reason(inv, fs),
                "Rate Exceeded: no execution environment became free within %u ms",
                inv->cfg.queue_wait_ms);
     }
-    if (inv)
-        arm_qtimer(inv, fs);
+    /* Re-armed for the new head, also when the timer fired before the old
+     * head's deadline (it then refused nothing and used to stay unarmed, so
+     * that invocation waited past its deadline for an env). */
+    if (fs->q_head)
+        arm_qtimer(fs->q_head->inv, fs);
 }
 
 /* ---- envs ---- */
