@@ -353,6 +353,29 @@ static int format_head(char *head, size_t size, const struct rt_conn *c, const c
     return hl;
 }
 
+/* Writes iov on c's open connection and reads one reply into r. On failure
+ * *pristine says whether the server cannot have seen the request (a kept-alive
+ * connection it had closed), so that it may be sent again on a new one. */
+static int exchange(struct rt_conn *c, struct iovec *iov, int niov, size_t max_body,
+                    struct rt_reply *r, bool *pristine)
+{
+    *pristine = true;
+    if (send_all(c->fd, iov, niov) < 0) {
+        *pristine = errno == EPIPE || errno == ECONNRESET;
+        return -1;
+    }
+    reply_free(r);
+    return read_reply(c, r, max_body, pristine);
+}
+
+/* Closes c after a failed exchange, keeping the failure's errno. */
+static void conn_fail(struct rt_conn *c)
+{
+    int e = errno;
+    conn_close(c);
+    errno = e;
+}
+
 /* Sends one request and reads its reply into r (which the caller frees with
  * reply_free). A reused connection found closed is replaced once. */
 static int rt_request(struct rt_conn *c, const char *method, const char *path,
@@ -364,25 +387,16 @@ static int rt_request(struct rt_conn *c, const char *method, const char *path,
     if (hl < 0)
         return -1;
     for (int attempt = 0;; attempt++) {
-        bool reused = c->fd >= 0, pristine = true;
+        bool reused = c->fd >= 0, pristine;
         if (!reused && conn_open(c) < 0)
             return -1;
         struct iovec iov[2] = {{head, (size_t)hl}, {(void *)body, len}};
-        int rc = send_all(c->fd, iov, len ? 2 : 1);
-        if (rc == 0) {
-            reply_free(r);
-            rc = read_reply(c, r, max_body, &pristine);
-        } else {
-            pristine = errno == EPIPE || errno == ECONNRESET;
-        }
-        if (rc == 0) {
+        if (exchange(c, iov, len ? 2 : 1, max_body, r, &pristine) == 0) {
             if (r->close)
                 conn_close(c);
             return 0;
         }
-        int e = errno;
-        conn_close(c);
-        errno = e;
+        conn_fail(c);
         if (!(reused && pristine && attempt == 0))
             return -1;
     }
@@ -410,24 +424,15 @@ static int post_and_next(struct rt_conn *c, const char *path, const void *body, 
     if (hl < 0 || nl < 0)
         return -1;
     struct iovec iov[3] = {{head, (size_t)hl}, {(void *)body, len}, {next, (size_t)nl}};
-    bool pristine = true;
-    int rc = send_all(c->fd, iov, 3);
-    if (rc == 0) {
-        reply_free(r);
-        rc = read_reply(c, r, MAX_HEADER_BYTES, &pristine);
-    } else {
-        pristine = errno == EPIPE || errno == ECONNRESET;
-    }
-    if (rc == 0) {
+    bool pristine;
+    if (exchange(c, iov, 3, MAX_HEADER_BYTES, r, &pristine) == 0) {
         if (r->close)
             conn_close(c); /* the server did not read the GET */
         else
             c->next_sent = true;
         return 0;
     }
-    int e = errno;
-    conn_close(c);
-    errno = e;
+    conn_fail(c);
     if (!pristine)
         return -1;
     return rt_request(c, "POST", path, NULL, body, len, MAX_HEADER_BYTES, r);
@@ -445,9 +450,7 @@ static int get_next(struct rt_conn *c, struct rt_reply *r)
                 conn_close(c);
             return 0;
         }
-        int e = errno;
-        conn_close(c);
-        errno = e;
+        conn_fail(c);
         if (!pristine)
             return -1;
         reply_free(r); /* closed before any reply: ask again on a new connection */
