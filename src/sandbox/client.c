@@ -109,6 +109,9 @@ int wisp_sandbox_init(wisp_sandbox_t **out, const wisp_sandbox_config_t *cfg, wi
                                                          : cfg->pool_size,
         .no_zygote = (cfg && cfg->no_zygote) ||
                      (getenv("WISP_ZYGOTE") && strcmp(getenv("WISP_ZYGOTE"), "0") == 0),
+        .no_netns_reuse = (cfg && cfg->no_netns_reuse) ||
+                          (getenv("WISP_NETNS_REUSE") &&
+                           strcmp(getenv("WISP_NETNS_REUSE"), "0") == 0),
     };
     if (geteuid() != 0)
         return wisp_err_set(err, WISP_EUNAVAILABLE, "sandboxes need root");
@@ -272,6 +275,8 @@ static void on_spawned(wisp_sandbox_t *sb, const struct wisp__sb_result *r, int 
     free(p);
 }
 
+static void spawner_gone(wisp_sandbox_t *sb);
+
 static void on_exit_event(wisp_sandbox_t *sb, const struct wisp__sb_exit *e)
 {
     char id[WISP_SB_ID_MAX + 1];
@@ -280,6 +285,16 @@ static void on_exit_event(wisp_sandbox_t *sb, const struct wisp__sb_exit *e)
     remove_live(sb, id);
     if (sb->exit_cb)
         sb->exit_cb(sb->exit_data, id, e->wait_status, e->oom != 0, e->peak_mem);
+    /* The exit callback has closed the sandbox's listener (sandbox.h): the
+     * spawner may give its network namespace to the next sandbox of the same
+     * code. Until this message it must not, or a listener still polled here
+     * could accept the next sandbox's runtime. */
+    if (sb->dead || sb->closed)
+        return;
+    struct wisp__sb_kill r = {.hdr = {WISP_SB_RELEASED, 0}};
+    memcpy(r.id, id, sizeof r.id);
+    if (send_msg(sb, &r, sizeof r) < 0)
+        spawner_gone(sb);
 }
 
 /* The spawner went away: fail what waits and end what ran (the spawner's

@@ -52,6 +52,9 @@ enum wisp__sb_type {
     WISP_SB_KILL,      /* daemon -> spawner: wisp__sb_kill */
     WISP_SB_EXIT,      /* spawner -> daemon: wisp__sb_exit */
     WISP_SB_SHUTDOWN,  /* daemon -> spawner: kill everything and exit */
+    WISP_SB_RELEASED,  /* daemon -> spawner: wisp__sb_kill; after an EXIT, the daemon has
+                          closed its copy of that sandbox's listener (its network
+                          namespace may now serve another sandbox, spawner.c) */
 };
 
 struct wisp__sb_hdr {

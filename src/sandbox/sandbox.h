@@ -43,6 +43,8 @@ typedef struct wisp_sandbox_config {
                        0: default (8); negative: no pools */
     bool no_zygote; /* never fork sandboxes from a zygote nor bind a nodejs stem (also:
                        env WISP_ZYGOTE=0) */
+    bool no_netns_reuse; /* never give an ended sandbox's network namespace to the next
+                            sandbox of the same code_dir (also: env WISP_NETNS_REUSE=0) */
 } wisp_sandbox_config_t;
 
 typedef struct wisp_sandbox_spec {
@@ -70,7 +72,11 @@ typedef struct wisp_sandbox_spec {
 
 typedef struct wisp_sandbox_started {
     pid_t pid;         /* host pid of the sandbox's first process */
-    int api_fd;        /* listening socket inside the sandbox's netns; caller owns */
+    int api_fd;        /* listening socket inside the sandbox's netns; caller owns, and
+                          must have closed it (and stopped accepting on it) when the
+                          exit callback for this sandbox returns: the namespace and
+                          this very socket may then serve a later sandbox of the same
+                          code_dir */
     int out_fd;        /* read end of the sandbox's stdout; caller owns */
     int err_fd;        /* read end of the sandbox's stderr; caller owns */
     uint64_t setup_ns; /* time the spawner spent creating it */
@@ -88,7 +94,8 @@ typedef void (*wisp_sandbox_spawn_cb)(void *data, const wisp_sandbox_started_t *
 /* A sandbox ended: its first process exited with wait_status (as waitpid), all
  * its processes are gone and its cgroups removed. oom is true if the kernel's
  * OOM killer acted in its memory cgroup. peak_mem is its memory high-water
- * mark in bytes. */
+ * mark in bytes. When it returns, the sandbox's api_fd must be closed (see
+ * wisp_sandbox_started_t). */
 typedef void (*wisp_sandbox_exit_cb)(void *data, const char *id, int wait_status, bool oom,
                                      uint64_t peak_mem);
 

@@ -81,6 +81,10 @@
  * spawner has been idle this long (a burst of cold starts comes first). */
 #define STEM_CPU_WEIGHT 1
 #define STEM_IDLE_MS 20
+/* Network namespaces of ended sandboxes kept for the next sandbox of the same
+ * code (all functions together), and how long one is kept unused. */
+#define REUSE_MAX 256
+#define REUSE_TTL_MS 10000
 
 /* One live sandbox. */
 struct sbx {
@@ -91,6 +95,20 @@ struct sbx {
     int wait_status; /* as waitpid reported it */
     int attempts;    /* cleanup tries so far */
     bool stem;       /* an unbound stem: the daemon does not know it */
+    int ns_fd;       /* its network namespace, kept for reuse (-1: not kept) */
+    int api_fd;      /* the spawner's copy of its listener (with ns_fd) */
+    char *code;      /* its code_dir (with ns_fd): who may reuse the namespace */
+};
+
+/* The network namespace of an ended sandbox, waiting to serve the next sandbox
+ * of the same code (see reuse_net). */
+struct used_net {
+    char id[WISP_SB_ID_MAX + 1]; /* the sandbox it served */
+    char *code;                  /* that sandbox's code_dir */
+    int ns_fd;
+    int api_fd;         /* the listener, the same socket the daemon had */
+    bool released;      /* the daemon has closed its copy of the listener */
+    uint64_t ended_ns;  /* when the sandbox's end was reported */
 };
 
 /* A ready network namespace and its listener. */
@@ -152,6 +170,9 @@ struct spawner {
     int stem_failures;      /* at STEM_MAX_FAILURES: no more stems */
     char *stem_runtime_dir; /* set by the first nodejs request that could use a stem */
     char *stem_task;        /* the empty folder at a stem's /var/task */
+    struct used_net used[REUSE_MAX]; /* oldest first */
+    int nused;
+    int keep_fd_max; /* a namespace is kept only while descriptors stay below this */
 };
 
 static struct sbx *find_id(struct spawner *s, const char *id)
@@ -225,6 +246,10 @@ static int setup(struct spawner *s, wisp_err_t *err)
         return wisp_err_set(err, WISP_EUNAVAILABLE, "the daemon is gone");
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
         return wisp_err_sys(err, errno, "PR_SET_CHILD_SUBREAPER");
+    struct rlimit nofile;
+    s->keep_fd_max = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur > 512
+                         ? (int)(nofile.rlim_cur > INT_MAX ? INT_MAX : nofile.rlim_cur) - 256
+                         : 0;
     s->host_netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     if (s->host_netns < 0)
         return wisp_err_sys(err, errno, "open /proc/self/ns/net");
@@ -343,9 +368,120 @@ static void refill_one(struct spawner *s)
         stem_make(s);
 }
 
-/* The network namespace and listener for a sandbox: pooled or new. */
-static int take_net(struct spawner *s, uint16_t port, int *ns_fd, int *api_fd, wisp_err_t *err)
+/* ---- reused network namespaces -------------------------------------------------
+ *
+ * A network namespace costs about 0.5 ms of CPU to make and about as much
+ * again, in a kernel worker, to destroy: measured under a burst of new
+ * sandboxes, a fifth of all the CPU each one costs. So the namespace of an
+ * ended sandbox is kept for the next sandbox of the same code (the same
+ * function version: nothing crosses from one function to another), given
+ * that:
+ *  - every process of the ended sandbox is gone (its init reaped, its groups
+ *    removed), so nothing holds a socket in the namespace; having had no
+ *    capabilities, none could change its configuration (addresses, routes,
+ *    sysctls need CAP_NET_ADMIN over it);
+ *  - the daemon has closed its copy of the listener (WISP_SB_RELEASED, sent
+ *    after it handled the EXIT): before that, a listener it still polls could
+ *    accept the next sandbox's runtime as the old one's;
+ *  - connections still queued on the listener, made by the ended sandbox
+ *    before it died, are accepted and closed first.
+ * What the next sandbox of the same function can still see of the previous
+ * one is the namespace's counters (/proc/net/snmp and the like) and sockets in
+ * TIME_WAIT. At most REUSE_MAX are kept, each at most REUSE_TTL_MS.
+ */
+
+static void used_drop(struct spawner *s, int i, bool close_fds)
 {
+    if (close_fds) {
+        close(s->used[i].ns_fd);
+        close(s->used[i].api_fd);
+    }
+    free(s->used[i].code);
+    memmove(&s->used[i], &s->used[i + 1], (size_t)(s->nused - i - 1) * sizeof s->used[0]);
+    s->nused--;
+}
+
+/* Keep the namespace of sandbox b, which has just ended. */
+static void used_keep(struct spawner *s, struct sbx *b)
+{
+    if (s->nused == REUSE_MAX)
+        used_drop(s, 0, true);
+    struct used_net *u = &s->used[s->nused++];
+    snprintf(u->id, sizeof u->id, "%s", b->id);
+    u->code = b->code;
+    u->ns_fd = b->ns_fd;
+    u->api_fd = b->api_fd;
+    u->released = false;
+    u->ended_ns = wisp_mono_ns();
+    b->code = NULL;
+    b->ns_fd = b->api_fd = -1;
+}
+
+static void do_released(struct spawner *s, const void *msg, size_t len)
+{
+    const struct wisp__sb_kill *k = msg;
+    if (len != sizeof *k || memchr(k->id, '\0', sizeof k->id) == NULL)
+        return;
+    for (int i = 0; i < s->nused; i++)
+        if (!s->used[i].released && strcmp(s->used[i].id, k->id) == 0) {
+            s->used[i].released = true;
+            return;
+        }
+}
+
+/* Close what was kept too long; the milliseconds until the next expiry, or -1. */
+static int used_expire(struct spawner *s)
+{
+    uint64_t now = wisp_mono_ns(), ttl = (uint64_t)REUSE_TTL_MS * 1000000u;
+    while (s->nused > 0 && now - s->used[0].ended_ns >= ttl)
+        used_drop(s, 0, true);
+    return s->nused == 0 ? -1 : (int)((s->used[0].ended_ns + ttl - now) / 1000000u) + 1;
+}
+
+/* Accept and close what is queued on a kept listener; false if it is broken. */
+static bool empty_listener(int fd)
+{
+    for (int i = 0; i < 4096; i++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 0) == 0)
+            return true;
+        if (p.revents & (POLLERR | POLLNVAL))
+            return false;
+        int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c >= 0)
+            close(c);
+        else if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN)
+            return false;
+    }
+    return false;
+}
+
+/* The newest released namespace kept for code; false if there is none. */
+static bool used_take(struct spawner *s, const char *code, int *ns_fd, int *api_fd)
+{
+    for (int i = s->nused - 1; i >= 0; i--) {
+        struct used_net *u = &s->used[i];
+        if (!u->released || strcmp(u->code, code) != 0)
+            continue;
+        if (!empty_listener(u->api_fd)) {
+            used_drop(s, i, true);
+            continue;
+        }
+        *ns_fd = u->ns_fd;
+        *api_fd = u->api_fd;
+        used_drop(s, i, false);
+        return true;
+    }
+    return false;
+}
+
+/* The network namespace and listener for a sandbox: reused, pooled or new. */
+static int take_net(struct spawner *s, const struct wisp__sb_spec *spec, int *ns_fd, int *api_fd,
+                    wisp_err_t *err)
+{
+    uint16_t port = spec->api_port;
+    if (port == WISP_SB_DEFAULT_PORT && used_take(s, spec->code_dir, ns_fd, api_fd))
+        return 0;
     if (port == WISP_SB_DEFAULT_PORT && s->nnets == 0)
         receive_pool(s);
     if (port == WISP_SB_DEFAULT_PORT && s->nnets > 0) {
@@ -385,6 +521,8 @@ static void drain_pools(struct spawner *s)
         close(s->nets[s->nnets - 1].ns_fd);
         close(s->nets[s->nnets - 1].api_fd);
     }
+    while (s->nused > 0)
+        used_drop(s, 0, true);
     for (; s->ncgs > 0; s->ncgs--) {
         char name[32];
         cg_pool_name(name, sizeof name, s->cgs[s->ncgs - 1]);
@@ -649,15 +787,37 @@ static int zygote_spawn(struct spawner *s, const void *msg, size_t len, int ns_f
 
 /* ---- spawning (continued) ------------------------------------------------------ */
 
+/* Hold on to a new sandbox's namespace (taken from *ns_fd) and a copy of its
+ * listener, to reuse them once it has ended. */
+static void keep_net(const struct spawner *s, int keep[2], int *ns_fd, int api_fd)
+{
+    int copy = fcntl(api_fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0)
+        return;
+    if (copy >= s->keep_fd_max || *ns_fd >= s->keep_fd_max) {
+        /* Descriptors are scarce: new sandboxes need them more. */
+        close(copy);
+        return;
+    }
+    keep[0] = steal_fd(ns_fd);
+    keep[1] = copy;
+}
+
 static bool stem_fits(struct spawner *s, const struct wisp__sb_spec *spec);
 static int stem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3],
                      pid_t *pid_out);
 
 /* Create the sandbox of spec (msg is its request, NULL for a stem); fills
- * *fds and *pid_out on success. bind_fd >= 0: the child's descriptor 3. */
+ * *fds and *pid_out on success. bind_fd >= 0: the child's descriptor 3.
+ * keep: NULL, or where to put the namespace and a copy of the listener for
+ * reuse after the sandbox ends (-1 when they cannot be kept). */
 static int create(struct spawner *s, const struct wisp__sb_spec *spec, const void *msg, size_t len,
-                  int bind_fd, int fds[3], pid_t *pid_out, bool *zygote, wisp_err_t *err)
+                  int bind_fd, int fds[3], pid_t *pid_out, bool *zygote, int keep[2],
+                  wisp_err_t *err)
 {
+    if (keep)
+        keep[0] = keep[1] = -1;
+    bool reuse = keep && !s->cfg->no_netns_reuse && spec->api_port == WISP_SB_DEFAULT_PORT;
     if (stem_fits(s, spec) && stem_bind(s, spec, fds, pid_out) == 0) {
         *zygote = true;
         return 0;
@@ -672,7 +832,7 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, const voi
         .pids_max = spec->pids_max,
         .cpu_weight = spec->cpu_weight,
     };
-    if (take_net(s, spec->api_port, &ns_fd, &api_fd, err) < 0)
+    if (take_net(s, spec, &ns_fd, &api_fd, err) < 0)
         goto out;
     if (take_cg(s, spec->id, &lim, cg_fds, err) < 0)
         goto out;
@@ -686,6 +846,8 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, const voi
             int z = zygote_spawn(s, msg, len, ns_fd, cg_fds, out[1], errp[1], pid_out, err);
             if (z <= 0) {
                 if (z == 0) {
+                    if (reuse)
+                        keep_net(s, keep, &ns_fd, api_fd);
                     fds[0] = steal_fd(&api_fd);
                     fds[1] = steal_fd(&out[0]);
                     fds[2] = steal_fd(&errp[0]);
@@ -743,6 +905,8 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, const voi
         err->sys_errno = c.fail_errno;
         goto out;
     }
+    if (reuse)
+        keep_net(s, keep, &ns_fd, api_fd);
     fds[0] = steal_fd(&api_fd);
     fds[1] = steal_fd(&out[0]);
     fds[2] = steal_fd(&errp[0]);
@@ -873,7 +1037,7 @@ static void stem_make(struct spawner *s)
     struct stem st = {.bind_w = pipefd[1], .mnt_fd = -1, .fds = {-1, -1, -1}};
     pid_t pid = -1;
     bool unused;
-    int rc = create(s, &spec, NULL, 0, pipefd[0], st.fds, &pid, &unused, &err);
+    int rc = create(s, &spec, NULL, 0, pipefd[0], st.fds, &pid, &unused, NULL, &err);
     close(pipefd[0]);
     if (rc < 0) {
         close(pipefd[1]);
@@ -884,6 +1048,7 @@ static void stem_make(struct spawner *s)
     snprintf(b->id, sizeof b->id, "%s", id);
     b->pid = pid;
     b->stem = true;
+    b->ns_fd = b->api_fd = -1;
     b->next = s->list;
     s->list = b;
     st.b = b;
@@ -1080,15 +1245,18 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
         reply_error(s, seq, &err, t0);
         return;
     }
-    int fds[3];
+    int fds[3], keep[2];
     pid_t pid = -1;
     bool zygote = false;
     if (find_id(s, spec.id)) {
         wisp_err_set(&err, WISP_ECONFLICT, "sandbox %s exists", spec.id);
-    } else if (create(s, &spec, msg, len, -1, fds, &pid, &zygote, &err) == 0) {
+    } else if (create(s, &spec, msg, len, -1, fds, &pid, &zygote, keep, &err) == 0) {
         struct sbx *b = xcalloc(1, sizeof *b);
         snprintf(b->id, sizeof b->id, "%s", spec.id);
         b->pid = pid;
+        b->ns_fd = keep[0];
+        b->api_fd = keep[1];
+        b->code = keep[0] >= 0 ? xstrdup(spec.code_dir) : NULL;
         b->next = s->list;
         s->list = b;
         struct wisp__sb_result r = {.hdr = {WISP_SB_SPAWNED, seq}, .pid = pid, .zygote = zygote};
@@ -1141,6 +1309,13 @@ static bool finalize(struct spawner *s, struct sbx *b, bool report)
         wisp_warn("sandbox", "cannot remove the cgroups of sandbox %s", b->id);
     bool stem = b->stem;
     unlink_sbx(s, b);
+    if (report && !stem && b->ns_fd >= 0)
+        used_keep(s, b);
+    if (b->ns_fd >= 0) {
+        close(b->ns_fd);
+        close(b->api_fd);
+    }
+    free(b->code);
     free(b);
     if (report && !stem)
         send_or_die(s, &ev, sizeof ev, NULL, 0);
@@ -1267,6 +1442,7 @@ static void handle_messages(struct spawner *s, void *buf)
             s->last_spawn_ns = wisp_mono_ns();
             break;
         case WISP_SB_KILL: do_kill(s, buf, (size_t)n); break;
+        case WISP_SB_RELEASED: do_released(s, buf, (size_t)n); break;
         case WISP_SB_SHUTDOWN: shutdown_all(s, 0);
         default: break;
         }
@@ -1320,6 +1496,9 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
         uint64_t since = wisp_mono_ns() - s.last_spawn_ns;
         uint64_t idle = (uint64_t)(want_cg(&s) ? REFILL_IDLE_MS : STEM_IDLE_MS) * 1000000u;
         int timeout = busy ? FINALIZE_RETRY_MS : -1;
+        int expiry = used_expire(&s);
+        if (expiry >= 0 && (timeout < 0 || expiry < timeout))
+            timeout = expiry;
         if (refill) {
             int left = since >= idle ? 0 : (int)((idle - since) / 1000000u) + 1;
             timeout = timeout < 0 || left < timeout ? left : timeout;
