@@ -370,8 +370,11 @@ static void env_timer_cb(uv_timer_t *t);
 static void start_env(wisp_invoker_t *inv, struct fnstate *fs, bool provisioned)
 {
     const wisp_fn_t *fn = fs->fn;
-    char id[64], code_dir[4096];
+    char id[64], code_dir[4096], reuse_key[160];
     snprintf(id, sizeof id, "%.40s-%llu", fn->name, (unsigned long long)++inv->env_seq);
+    /* Envs of one function version may follow each other in a network
+     * namespace (the revision changes with every code or config change). */
+    snprintf(reuse_key, sizeof reuse_key, "%s/%s", fn->name, fn->revision);
     wisp_registry_code_dir(inv->reg, fn->code_sha256, code_dir, sizeof code_dir);
     const char *argv_provided[] = {"/var/task/bootstrap", NULL};
     const char *argv_python[] = {"/usr/bin/python3", "-S", "-B",
@@ -402,6 +405,7 @@ static void start_env(wisp_invoker_t *inv, struct fnstate *fs, bool provisioned)
         .zygote = argv == argv_python ? "python3"
                   : argv == argv_node ? "nodejs"
                                       : NULL,
+        .reuse_key = reuse_key,
     };
     fs->live++;
     inv->live++;

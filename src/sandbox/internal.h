@@ -64,6 +64,7 @@ struct wisp__sb_hdr {
 
 /* A spawn request: fixed fields, then `strings_len` bytes of NUL-terminated
  * strings in this order: id, code_dir, runtime_dir (empty when absent),
+ * reuse_key (empty when absent),
  * argc argv entries, envc envp entries. */
 struct wisp__sb_spawn {
     struct wisp__sb_hdr hdr;
@@ -121,7 +122,8 @@ struct wisp__sb_spec {
     char **envp;             /* NULL-terminated */
     unsigned memory_mb, tmp_mb, pids_max, cpu_weight, nofile;
     uint16_t api_port;
-    unsigned zygote; /* enum wisp__sb_zygote */
+    unsigned zygote;       /* enum wisp__sb_zygote */
+    const char *reuse_key; /* NULL if none */
 };
 
 /* Is id a valid sandbox id ([A-Za-z0-9_-]{1,64})? */

@@ -80,7 +80,8 @@ int wisp__sb_encode_spawn(const wisp_sandbox_spec_t *spec, uint32_t seq, void **
         .envc = (uint32_t)envc,
     };
     int rc = wisp_buf_append(&b, &m, sizeof m, err);
-    const char *fixed[] = {spec->id, spec->code_dir, spec->runtime_dir ? spec->runtime_dir : ""};
+    const char *fixed[] = {spec->id, spec->code_dir, spec->runtime_dir ? spec->runtime_dir : "",
+                           spec->reuse_key ? spec->reuse_key : ""};
     for (size_t i = 0; rc == 0 && i < WISP_ARRAY_LEN(fixed); i++)
         rc = wisp_buf_append(&b, fixed[i], strlen(fixed[i]) + 1, err);
     for (size_t i = 0; rc == 0 && i < argc; i++)
@@ -123,9 +124,10 @@ int wisp__sb_decode_spawn(const void *msg, size_t len, struct wisp__sb_spec *spe
     spec->id = next_string(&p, end);
     spec->code_dir = next_string(&p, end);
     spec->runtime_dir = next_string(&p, end);
+    spec->reuse_key = next_string(&p, end);
     spec->argv = xcalloc(m->argc + 1, sizeof(char *));
     spec->envp = xcalloc(m->envc + 1, sizeof(char *));
-    bool ok = spec->id && spec->code_dir && spec->runtime_dir;
+    bool ok = spec->id && spec->code_dir && spec->runtime_dir && spec->reuse_key;
     for (uint32_t i = 0; ok && i < m->argc; i++)
         ok = (spec->argv[i] = (char *)next_string(&p, end)) != NULL;
     for (uint32_t i = 0; ok && i < m->envc; i++)
@@ -137,6 +139,8 @@ int wisp__sb_decode_spawn(const void *msg, size_t len, struct wisp__sb_spec *spe
     }
     if (!m->has_runtime)
         spec->runtime_dir = NULL;
+    if (spec->reuse_key[0] == '\0')
+        spec->reuse_key = NULL;
     spec->memory_mb = m->memory_mb;
     spec->tmp_mb = m->tmp_mb;
     spec->pids_max = m->pids_max;

@@ -68,6 +68,9 @@ typedef struct wisp_sandbox_spec {
                                 stem bound to this spec (spawner.c); either only when
                                 argv, envp and runtime_dir allow it; NULL or unknown:
                                 always exec argv */
+    const char *reuse_key;   /* sandboxes with the same key (one function version) may
+                                get the network namespace of an ended one (spawner.c);
+                                NULL: always a namespace of its own */
 } wisp_sandbox_spec_t;
 
 typedef struct wisp_sandbox_started {
@@ -76,7 +79,7 @@ typedef struct wisp_sandbox_started {
                           must have closed it (and stopped accepting on it) when the
                           exit callback for this sandbox returns: the namespace and
                           this very socket may then serve a later sandbox of the same
-                          code_dir */
+                          reuse_key */
     int out_fd;        /* read end of the sandbox's stdout; caller owns */
     int err_fd;        /* read end of the sandbox's stderr; caller owns */
     uint64_t setup_ns; /* time the spawner spent creating it */

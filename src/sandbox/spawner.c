@@ -81,8 +81,8 @@
  * spawner has been idle this long (a burst of cold starts comes first). */
 #define STEM_CPU_WEIGHT 1
 #define STEM_IDLE_MS 20
-/* Network namespaces of ended sandboxes kept for the next sandbox of the same
- * code (all functions together), and how long one is kept unused. */
+/* Network namespaces of ended sandboxes kept for the next sandbox with the
+ * same reuse_key (all functions together), and how long one is kept unused. */
 #define REUSE_MAX 256
 #define REUSE_TTL_MS 10000
 
@@ -97,14 +97,14 @@ struct sbx {
     bool stem;       /* an unbound stem: the daemon does not know it */
     int ns_fd;       /* its network namespace, kept for reuse (-1: not kept) */
     int api_fd;      /* the spawner's copy of its listener (with ns_fd) */
-    char *code;      /* its code_dir (with ns_fd): who may reuse the namespace */
+    char *key;       /* its reuse_key (with ns_fd): who may reuse the namespace */
 };
 
 /* The network namespace of an ended sandbox, waiting to serve the next sandbox
- * of the same code (see reuse_net). */
+ * with the same reuse_key (see "reused network namespaces"). */
 struct used_net {
     char id[WISP_SB_ID_MAX + 1]; /* the sandbox it served */
-    char *code;                  /* that sandbox's code_dir */
+    char *key;                   /* that sandbox's reuse_key */
     int ns_fd;
     int api_fd;         /* the listener, the same socket the daemon had */
     bool released;      /* the daemon has closed its copy of the listener */
@@ -373,9 +373,9 @@ static void refill_one(struct spawner *s)
  * A network namespace costs about 0.5 ms of CPU to make and about as much
  * again, in a kernel worker, to destroy: measured under a burst of new
  * sandboxes, a fifth of all the CPU each one costs. So the namespace of an
- * ended sandbox is kept for the next sandbox of the same code (the same
- * function version: nothing crosses from one function to another), given
- * that:
+ * ended sandbox is kept for the next sandbox with the same reuse_key (the
+ * daemon gives one per function version: nothing crosses from one function to
+ * another, even with the same code), given that:
  *  - every process of the ended sandbox is gone (its init reaped, its groups
  *    removed), so nothing holds a socket in the namespace; having had no
  *    capabilities, none could change its configuration (addresses, routes,
@@ -396,7 +396,7 @@ static void used_drop(struct spawner *s, int i, bool close_fds)
         close(s->used[i].ns_fd);
         close(s->used[i].api_fd);
     }
-    free(s->used[i].code);
+    free(s->used[i].key);
     memmove(&s->used[i], &s->used[i + 1], (size_t)(s->nused - i - 1) * sizeof s->used[0]);
     s->nused--;
 }
@@ -408,12 +408,12 @@ static void used_keep(struct spawner *s, struct sbx *b)
         used_drop(s, 0, true);
     struct used_net *u = &s->used[s->nused++];
     snprintf(u->id, sizeof u->id, "%s", b->id);
-    u->code = b->code;
+    u->key = b->key;
     u->ns_fd = b->ns_fd;
     u->api_fd = b->api_fd;
     u->released = false;
     u->ended_ns = wisp_mono_ns();
-    b->code = NULL;
+    b->key = NULL;
     b->ns_fd = b->api_fd = -1;
 }
 
@@ -456,12 +456,12 @@ static bool empty_listener(int fd)
     return false;
 }
 
-/* The newest released namespace kept for code; false if there is none. */
-static bool used_take(struct spawner *s, const char *code, int *ns_fd, int *api_fd)
+/* The newest released namespace kept for key; false if there is none. */
+static bool used_take(struct spawner *s, const char *key, int *ns_fd, int *api_fd)
 {
     for (int i = s->nused - 1; i >= 0; i--) {
         struct used_net *u = &s->used[i];
-        if (!u->released || strcmp(u->code, code) != 0)
+        if (!u->released || strcmp(u->key, key) != 0)
             continue;
         if (!empty_listener(u->api_fd)) {
             used_drop(s, i, true);
@@ -480,7 +480,8 @@ static int take_net(struct spawner *s, const struct wisp__sb_spec *spec, int *ns
                     wisp_err_t *err)
 {
     uint16_t port = spec->api_port;
-    if (port == WISP_SB_DEFAULT_PORT && used_take(s, spec->code_dir, ns_fd, api_fd))
+    if (port == WISP_SB_DEFAULT_PORT && spec->reuse_key &&
+        used_take(s, spec->reuse_key, ns_fd, api_fd))
         return 0;
     if (port == WISP_SB_DEFAULT_PORT && s->nnets == 0)
         receive_pool(s);
@@ -817,7 +818,8 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, const voi
 {
     if (keep)
         keep[0] = keep[1] = -1;
-    bool reuse = keep && !s->cfg->no_netns_reuse && spec->api_port == WISP_SB_DEFAULT_PORT;
+    bool reuse = keep && !s->cfg->no_netns_reuse && spec->reuse_key &&
+                 spec->api_port == WISP_SB_DEFAULT_PORT;
     if (stem_fits(s, spec) && stem_bind(s, spec, fds, pid_out) == 0) {
         *zygote = true;
         return 0;
@@ -1256,7 +1258,7 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
         b->pid = pid;
         b->ns_fd = keep[0];
         b->api_fd = keep[1];
-        b->code = keep[0] >= 0 ? xstrdup(spec.code_dir) : NULL;
+        b->key = keep[0] >= 0 ? xstrdup(spec.reuse_key) : NULL;
         b->next = s->list;
         s->list = b;
         struct wisp__sb_result r = {.hdr = {WISP_SB_SPAWNED, seq}, .pid = pid, .zygote = zygote};
@@ -1315,7 +1317,7 @@ static bool finalize(struct spawner *s, struct sbx *b, bool report)
         close(b->ns_fd);
         close(b->api_fd);
     }
-    free(b->code);
+    free(b->key);
     free(b);
     if (report && !stem)
         send_or_die(s, &ev, sizeof ev, NULL, 0);

@@ -4,6 +4,7 @@ host and checks that the sandbox stops it (DESIGN.md §2 isolation) while the
 daemon stays healthy."""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -126,6 +127,13 @@ def handler(event, context):
             sys.stdout.write(chunk)
         sys.stdout.flush()
         return {"flooded": event["mb"]}
+    if p == "netns":
+        global KEEP
+        if event.get("listen"):
+            KEEP = socket.socket()
+            KEEP.bind(("127.0.0.1", 9002))
+            KEEP.listen(4)
+        return {"netns": os.readlink("/proc/self/ns/net"), "port9002": connect(9002)}
     return {"unknown": p}
 '''
 
@@ -147,6 +155,43 @@ ZPROBE = "import sys\nZYGOTE = 'ctypes' in sys.modules\n" + PROBE.replace(
     '        return {"environ_same": sorted(env) == sorted(own), "fds": os.listdir("/proc/self/fd"),\n'
     '                "cmdline": open("/proc/self/cmdline").read().rstrip("\\0").split("\\0")}\n'
     '    return {"unknown": p}')
+
+
+def metric_envs(d):
+    _, _, body = d.request("GET", "/metrics", token=False)
+    return sum(int(n) for n in re.findall(rb'wisp_envs\{state="[a-z]+"\} (\d+)', body))
+
+
+def netns_checks(t, d):
+    """An ended env's network namespace serves only the next env of the same
+    function, and nothing the previous env had open is left in it."""
+    for name in ("probe", "zprobe", "zexec", "garbage"):
+        d.request("DELETE", f"/v1/functions/{name}")  # their envs go: count only ours below
+    for name in ("nsa", "nsb"):
+        d.deploy(name, {"app.py": PROBE}, runtime="python3", handler="app.handler",
+                 idle_timeout_s=0)
+
+    def no_envs():
+        deadline = time.time() + 10
+        while metric_envs(d) > 0 and time.time() < deadline:
+            time.sleep(0.05)
+
+    def netns(name, listen=False):
+        no_envs()
+        st, h, body = d.invoke(name, {"probe": "netns", "listen": listen})
+        no_envs()
+        try:
+            return json.loads(body)
+        except ValueError:
+            return {"raw": body[:300]}
+
+    a1 = netns("nsa", listen=True)
+    a2 = netns("nsa")
+    b1 = netns("nsb")
+    t.ok(a1.get("port9002") == "connected" and a2.get("netns") == a1.get("netns"),
+         "the next env of a function reuses its network namespace", (a1, a2))
+    t.eq("nothing the previous env listened on is left in it", a2.get("port9002"), "ECONNREFUSED")
+    t.ok(b1.get("netns") not in (None, a1.get("netns")), "another function never gets it", (a1, b1))
 
 
 def zygote_checks(t, d, probe):
@@ -204,7 +249,7 @@ def zygote_checks(t, d, probe):
     t.eq("an env with PYTHON* variables is exec'd, not forked", r.get("zygote"), False)
 
 
-t = Tap(43)
+t = Tap(46)
 with Daemon("--max-envs", "64") as d:
     # /tmp is a tmpfs charged to the env's memory cgroup: give it room for tmp_mb.
     d.deploy("probe", {"app.py": PROBE}, runtime="python3", handler="app.handler", tmp_mb=512,
@@ -289,4 +334,5 @@ with Daemon("--max-envs", "64") as d:
     zygote_checks(t, d, probe)
     st, _, _ = d.request("GET", "/healthz", token=False)
     t.eq("daemon healthy after the zygote checks", st, 200)
+    netns_checks(t, d)
 sys.exit(1 if t.failed else 0)

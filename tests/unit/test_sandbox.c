@@ -1188,26 +1188,25 @@ static const char *netns_line(const struct run *r)
     return p;
 }
 
-TEST(netns_reused_only_by_the_same_code)
+TEST(netns_reused_only_with_the_same_key)
 {
     fixture_up_cfg(-1, true); /* no pools: a namespace is new unless reused */
     build_probe();
-    cleanup_free char *other = xasprintf("%s/code2", F.top);
-    cleanup_free char *cp = xasprintf("mkdir -m 755 %s && cp %s/probe %s/", other, F.code, other);
-    CHECK(system(cp) == 0);
     /* The first sandbox leaves a connection nobody accepted, then ends. */
     const char *stale[] = {"/var/task/probe", "leave", "stale", NULL};
     wisp_sandbox_spec_t s1 = spec_for("reuse1", stale);
+    s1.reuse_key = "fnA";
     struct run *r1 = run_to_end(&s1);
     CHECK(r1->ok && WIFEXITED(r1->status) && WEXITSTATUS(r1->status) == 0);
     CHECK_LINE(r1->out, "api=ok");
     char ns1[64];
     snprintf(ns1, sizeof ns1, "%.*s", (int)strcspn(netns_line(r1), "\n"), netns_line(r1));
 
-    /* The next sandbox of the same code gets that namespace, with the listener
+    /* The next sandbox with that key gets the namespace, with the listener
      * emptied: the first connection accepted is its own. */
     const char *fresh[] = {"/var/task/probe", "leave", "fresh", NULL};
     wisp_sandbox_spec_t s2 = spec_for("reuse2", fresh);
+    s2.reuse_key = "fnA";
     struct run *r2 = spawn(&s2);
     CHECK(r2->ok);
     int conn = accept(r2->st.api_fd, NULL, NULL);
@@ -1220,23 +1219,18 @@ TEST(netns_reused_only_by_the_same_code)
     CHECK(strncmp(netns_line(r2), ns1, strlen(ns1)) == 0);
     CHECK_LINE(r2->out, "api=ok");
 
-    /* Another function's code never gets it. */
-    wisp_sandbox_spec_t s3 = spec_for("reuse3", fresh);
-    s3.code_dir = other;
-    struct run *r3 = spawn(&s3);
-    CHECK(r3->ok);
-    conn = accept(r3->st.api_fd, NULL, NULL);
-    CHECK(conn >= 0);
-    close(conn);
-    finish(r3);
-    CHECK(strncmp(netns_line(r3), ns1, strlen(ns1)) != 0);
-
-    /* Nor does a sandbox with another Runtime API port. */
-    wisp_sandbox_spec_t s4 = spec_for("reuse4", stale);
-    s4.api_port = 9123;
-    struct run *r4 = run_to_end(&s4);
-    CHECK(r4->ok);
-    CHECK(strncmp(netns_line(r4), ns1, strlen(ns1)) != 0);
+    /* Another key (another function with the very same code), no key, or
+     * another Runtime API port: a namespace of its own. */
+    const char *ids[] = {"reuse3", "reuse4", "reuse5"};
+    for (int i = 0; i < 3; i++) {
+        wisp_sandbox_spec_t sx = spec_for(ids[i], stale);
+        sx.reuse_key = i == 0 ? "fnB" : i == 1 ? NULL : "fnA";
+        if (i == 2)
+            sx.api_port = 9123;
+        struct run *rx = run_to_end(&sx);
+        CHECK(rx->ok);
+        CHECK(strncmp(netns_line(rx), ns1, strlen(ns1)) != 0);
+    }
     fixture_down();
 }
 
@@ -1246,8 +1240,10 @@ TEST(netns_reuse_can_be_disabled)
     build_probe();
     const char *stale[] = {"/var/task/probe", "leave", "x", NULL};
     wisp_sandbox_spec_t s1 = spec_for("noreuse1", stale);
+    s1.reuse_key = "fnA";
     struct run *r1 = run_to_end(&s1);
     wisp_sandbox_spec_t s2 = spec_for("noreuse2", stale);
+    s2.reuse_key = "fnA";
     struct run *r2 = run_to_end(&s2);
     CHECK(r1->ok && r2->ok);
     char ns1[64];
@@ -1483,7 +1479,7 @@ TAP_MAIN(CASE(runs_unprivileged_and_confined), CASE(sees_only_its_own_file_syste
          CASE(invalid_specs_fail_at_once), CASE(python_and_node_run), CASE(many_sandboxes_at_once),
          CASE(spawner_crash_is_reported_and_cleaned_up), CASE(daemon_death_kills_sandboxes),
          CASE(pooled_items_are_used_once), CASE(pooled_env_is_isolated),
-         CASE(netns_reused_only_by_the_same_code), CASE(netns_reuse_can_be_disabled),
+         CASE(netns_reused_only_with_the_same_key), CASE(netns_reuse_can_be_disabled),
          CASE(pooled_groups_never_take_an_existing_name), CASE(shared_root_template_stays_private),
          CASE(pools_can_be_disabled), CASE(pool_leftovers_are_removed_at_start),
          CASE(spawn_timing_without_pools), CASE(spawn_timing), CASE(no_leftovers))
