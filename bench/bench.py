@@ -307,6 +307,10 @@ class Daemon:
                "--queue-wait-ms", "60000", "--queue-max", "100000"] + list(extra)
         self.log = open(self.log_path, "ab")
         env = {"PATH": "/usr/bin:/bin", "WISP_LOG_LEVEL": os.environ.get("WISP_LOG_LEVEL", "warn")}
+        # The daemon's on/off switches pass through, for A/B runs of one build.
+        for k in ("WISP_NETNS_REUSE", "WISP_ZYGOTE"):
+            if k in os.environ:
+                env[k] = os.environ[k]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=env,
                                      stdin=subprocess.DEVNULL)
         self.pid = self.proc.pid
