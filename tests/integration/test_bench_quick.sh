@@ -6,7 +6,7 @@
 set -u
 ROOT=${WISP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${WISP_BUILD:-$ROOT/build}
-echo "1..1"
+echo "1..2"
 missing=()
 for tool in gcc /usr/bin/python3; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
@@ -14,6 +14,7 @@ done
 [ -x "$BUILD/wisp" ] || missing+=("$BUILD/wisp")
 if [ ${#missing[@]} -gt 0 ]; then
     echo "ok 1 - bench quick run # SKIP missing: ${missing[*]}"
+    echo "ok 2 - cpu_per_env.py runs # SKIP missing: ${missing[*]}"
     exit 0
 fi
 # Without nginx (or crun) the suite still runs every wisp benchmark; only those
@@ -30,4 +31,13 @@ else
     echo "not ok 1 - bench quick run (exit $rc after $((SECONDS - start)) s)"
     grep -E 'failed|Error|error' "$log" | head -20 | sed 's/^/# /'
     tail -20 "$log" | sed 's/^/# /'
+fi
+# The A/B helper, once, tiny (it uses the tools run.sh built above).
+if out=$(timeout --kill-after=10 60 /usr/bin/python3 "$ROOT/bench/cpu_per_env.py" "$BUILD" \
+    --seconds 1 --conns 2 2>&1) && grep -q "CPU per env" <<<"$out"; then
+    echo "ok 2 - cpu_per_env.py runs"
+    grep "CPU per env" <<<"$out" | sed 's/^/# /'
+else
+    echo "not ok 2 - cpu_per_env.py runs"
+    tail -10 <<<"$out" | sed 's/^/# /'
 fi
