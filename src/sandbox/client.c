@@ -109,9 +109,9 @@ int wisp_sandbox_init(wisp_sandbox_t **out, const wisp_sandbox_config_t *cfg, wi
                                                          : cfg->pool_size,
         .no_zygote = (cfg && cfg->no_zygote) ||
                      (getenv("WISP_ZYGOTE") && strcmp(getenv("WISP_ZYGOTE"), "0") == 0),
-        .no_netns_reuse = (cfg && cfg->no_netns_reuse) ||
-                          (getenv("WISP_NETNS_REUSE") &&
-                           strcmp(getenv("WISP_NETNS_REUSE"), "0") == 0),
+        .no_netns_reuse =
+            (cfg && cfg->no_netns_reuse) ||
+            (getenv("WISP_NETNS_REUSE") && strcmp(getenv("WISP_NETNS_REUSE"), "0") == 0),
     };
     if (geteuid() != 0)
         return wisp_err_set(err, WISP_EUNAVAILABLE, "sandboxes need root");

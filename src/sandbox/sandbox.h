@@ -38,11 +38,11 @@ typedef struct wisp_sandbox_config {
     const char *cgroup_name; /* leaf under each controller's current group; default "wisp" */
     uid_t uid;               /* unprivileged ids the sandboxes run as; default (0) 65534 */
     gid_t gid;
-    int pool_size;  /* network namespaces (with their listener on port 9001) and
-                       cgroups the spawner keeps ready, refilled while idle;
-                       0: default (8); negative: no pools */
-    bool no_zygote; /* never fork sandboxes from a zygote nor bind a nodejs stem (also:
-                       env WISP_ZYGOTE=0) */
+    int pool_size;       /* network namespaces (with their listener on port 9001) and
+                            cgroups the spawner keeps ready, refilled while idle;
+                            0: default (8); negative: no pools */
+    bool no_zygote;      /* never fork sandboxes from a zygote nor bind a nodejs stem (also:
+                            env WISP_ZYGOTE=0) */
     bool no_netns_reuse; /* never give an ended sandbox's network namespace to the next
                             sandbox of the same code_dir (also: env WISP_NETNS_REUSE=0) */
 } wisp_sandbox_config_t;

@@ -106,9 +106,9 @@ struct used_net {
     char id[WISP_SB_ID_MAX + 1]; /* the sandbox it served */
     char *key;                   /* that sandbox's reuse_key */
     int ns_fd;
-    int api_fd;         /* the listener, the same socket the daemon had */
-    bool released;      /* the daemon has closed its copy of the listener */
-    uint64_t ended_ns;  /* when the sandbox's end was reported */
+    int api_fd;        /* the listener, the same socket the daemon had */
+    bool released;     /* the daemon has closed its copy of the listener */
+    uint64_t ended_ns; /* when the sandbox's end was reported */
 };
 
 /* A ready network namespace and its listener. */
@@ -166,10 +166,10 @@ struct spawner {
     struct zygote zyg;
     struct stem stems[STEMS_MAX]; /* oldest first */
     int nstems;
-    unsigned next_stem;     /* number of the next stem's id */
-    int stem_failures;      /* at STEM_MAX_FAILURES: no more stems */
-    char *stem_runtime_dir; /* set by the first nodejs request that could use a stem */
-    char *stem_task;        /* the empty folder at a stem's /var/task */
+    unsigned next_stem;              /* number of the next stem's id */
+    int stem_failures;               /* at STEM_MAX_FAILURES: no more stems */
+    char *stem_runtime_dir;          /* set by the first nodejs request that could use a stem */
+    char *stem_task;                 /* the empty folder at a stem's /var/task */
     struct used_net used[REUSE_MAX]; /* oldest first */
     int nused;
     int keep_fd_max; /* a namespace is kept only while descriptors stay below this */
