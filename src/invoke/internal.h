@@ -31,6 +31,8 @@ struct fnstate {
     char *init_error_type; /* last init error reported by a STARTING env */
     char *init_error_body;
     uint64_t warm_backoff_until_ns; /* min_warm restarts paused after init failures */
+    uint64_t start_avg_ns; /* moving average of an env's start (spawn to first /next); 0: none */
+    uint64_t run_low_ns;   /* lower envelope of an invocation's time in its env; 0: none */
 };
 
 /* One invocation in flight. */

@@ -20,12 +20,16 @@
 #include <string.h>
 #include <sys/sysinfo.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/util.h"
 #include "invoke/internal.h"
 
 #define INIT_TIMEOUT_MIN_S 10 /* a runtime gets at least this long to reach /next */
+/* Envs a function may have starting at once before any has shown how long an
+ * invocation takes (scale_out): twice the CPUs, at least 4. */
+#define START_BATCH_MIN 4
 
 static void dispatch(wisp_invoker_t *inv, struct fnstate *fs);
 static void dispatch_waiting(wisp_invoker_t *inv);
@@ -261,6 +265,11 @@ static void arm_qtimer(wisp_invoker_t *inv, struct fnstate *fs)
     uv_update_time(inv->loop);
     uint64_t now = wisp_mono_ns();
     uint64_t d = fs->q_head->queue_deadline_ns;
+    /* Work left waiting for busy envs (scale_out) is looked at again once the
+     * head has waited as long as a start takes. */
+    uint64_t again = fs->q_head->enqueue_ns + fs->start_avg_ns;
+    if (fs->start_avg_ns && again > now && again < d)
+        d = again;
     uv_timer_start(fs->qtimer, qtimer_cb, d > now ? (d - now) / 1000000 + 1 : 0, 0);
 }
 
@@ -284,9 +293,15 @@ static void qtimer_cb(uv_timer_t *t)
     }
     /* Re-armed for the new head, also when the timer fired before the old
      * head's deadline (it then refused nothing and used to stay unarmed, so
-     * that invocation waited past its deadline for an env). */
-    if (fs->q_head)
-        arm_qtimer(fs->q_head->inv, fs);
+     * that invocation waited past its deadline for an env). dispatch re-arms
+     * it, after starting an env for a head that waited too long for a busy one. */
+    if (fs->q_head == NULL)
+        return;
+    wisp_invoker_t *inv = fs->q_head->inv;
+    if (fs->fn && !inv->shutting_down)
+        dispatch(inv, fs);
+    else
+        arm_qtimer(inv, fs);
 }
 
 /* ---- envs ---- */
@@ -524,6 +539,70 @@ static unsigned count_current(struct fnstate *fs)
     return n;
 }
 
+/* Fold sample into a moving average (weight 1/4; the first sample is taken as is). */
+static void average_in(uint64_t *avg, uint64_t sample)
+{
+    if (sample == 0)
+        sample = 1;
+    *avg = *avg ? (*avg * 3 + sample) / 4 : sample;
+}
+
+/* Fold sample into a lower envelope: it follows a lower sample at once and a
+ * higher one by 1/16 per sample. An invocation's time in its env grows with
+ * the number of envs competing for the CPUs; its lower envelope is what it
+ * costs, which is what scale_out must weigh (an average would start more envs
+ * the more envs there are). */
+static void envelope_in(uint64_t *low, uint64_t sample)
+{
+    if (sample == 0)
+        sample = 1;
+    if (*low == 0 || sample <= *low)
+        *low = sample;
+    else
+        *low += (sample - *low < *low / 16 + 1) ? sample - *low : *low / 16 + 1;
+}
+
+static unsigned start_batch(void)
+{
+    static unsigned batch;
+    if (batch == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        batch = n > START_BATCH_MIN / 2 ? (unsigned)n * 2 : START_BATCH_MIN;
+    }
+    return batch;
+}
+
+/* Of the need envs the queue asks for, how many are worth starting
+ * (cost-based scale-out). A new env costs its start: ~100 ms of CPU for an
+ * exec'd node on a small machine, where 64 requests at once used to start 64
+ * nodes that then competed for 2 CPUs while one warm env could have answered
+ * all of them in milliseconds. Queued work that the envs already serving will
+ * finish sooner than a new env could start waits for them: enough envs are
+ * started that the queue drains within one start time (qlen x run_low / envs
+ * <= start_avg). Before a function has both estimates, and whenever the
+ * queue's head has waited longer than a start takes (the estimates are wrong:
+ * the work got slower, or envs are stuck), up to start_batch() of its envs
+ * start at once.
+ * Capacity limits apply afterwards. */
+static unsigned scale_out(struct fnstate *fs, unsigned need, unsigned starting)
+{
+    if (need == 0)
+        return 0;
+    unsigned serving = 0; /* envs that will take queued work once free */
+    for (wisp_env_t *e = fs->envs; e && fs->fn->idle_timeout_s > 0; e = e->next)
+        if (!e->stale && (e->state == WISP_ENV_IDLE || (e->state == WISP_ENV_BUSY && e->event)))
+            serving++;
+    bool judged = fs->run_low_ns && fs->start_avg_ns && serving > 0 && fs->q_head &&
+                  wisp_mono_ns() - fs->q_head->enqueue_ns < fs->start_avg_ns;
+    if (!judged) {
+        unsigned room = starting < start_batch() ? start_batch() - starting : 0;
+        return need < room ? need : room;
+    }
+    uint64_t want = ((uint64_t)fs->qlen * fs->run_low_ns + fs->start_avg_ns - 1) / fs->start_avg_ns;
+    uint64_t have = (uint64_t)serving + starting;
+    return want > have ? (unsigned)(want - have < need ? want - have : need) : 0;
+}
+
 static void dispatch(wisp_invoker_t *inv, struct fnstate *fs)
 {
     if (fs->fn == NULL || inv->shutting_down)
@@ -542,7 +621,7 @@ static void dispatch(wisp_invoker_t *inv, struct fnstate *fs)
     for (wisp_env_t *e = fs->envs; e; e = e->next)
         if (e->state == WISP_ENV_BUSY && e->event == NULL && !e->stale)
             starting++;
-    unsigned need = fs->qlen > starting ? fs->qlen - starting : 0;
+    unsigned need = scale_out(fs, fs->qlen > starting ? fs->qlen - starting : 0, starting);
     /* Keep min_warm envs (provisioned concurrency). */
     unsigned current = count_current(fs);
     bool warm = false;
@@ -585,13 +664,20 @@ static void hook_ready(void *data, wisp_env_t *env)
     wisp_invoker_t *inv = data;
     struct fnstate *fs = env->owner;
     uv_timer_stop(env->timer);
+    bool first = env->cold; /* its first /next: its start is over */
+    if (first && env->init_ns > env->start_ns)
+        average_in(&fs->start_avg_ns, env->init_ns - env->start_ns);
     if (env->stale || fs->fn == NULL || inv->shutting_down) {
         wisp_env_retire(env);
         return;
     }
     if (fs->q_head) {
         deliver(inv, env, dequeue(fs));
-        arm_qtimer(inv, fs);
+        /* A start is over: scale_out may start the next ones. */
+        if (first)
+            dispatch(inv, fs);
+        else
+            arm_qtimer(inv, fs);
         return;
     }
     /* Nothing to do: keep it warm for idle_timeout_s (min_warm envs stay).
@@ -622,6 +708,8 @@ static void hook_done(void *data, wisp_env_t *env, wisp_env_event_t *ev, const c
     struct fnstate *fs = env->owner;
     uv_timer_stop(env->timer);
     struct invocation *in = invocation_of(ev);
+    bool first_run = fs->run_low_ns == 0;
+    envelope_in(&fs->run_low_ns, wisp_mono_ns() - in->start_ns);
     complete(inv, in, error_type, body, len, wisp_env_peak_mb(env));
     /* idle_timeout_s 0: retire right after the answer (min_warm envs stay). */
     if (fs->fn && fs->fn->idle_timeout_s == 0 && !env->stale) {
@@ -630,6 +718,9 @@ static void hook_done(void *data, wisp_env_t *env, wisp_env_event_t *ev, const c
     }
     if (env->stale || fs->fn == NULL)
         wisp_env_retire(env);
+    /* The first measured invocation: scale_out can now judge the queue. */
+    if (first_run && fs->q_head)
+        dispatch(inv, fs);
 }
 
 static void hook_log(void *data, wisp_env_t *env, const char *stream, const char *line, size_t len)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,6 +36,32 @@ def parallel(d, name, events, timeout=120):
         return list(ex.map(lambda e: d.invoke(name, e, timeout=timeout), events))
 
 
+def burst(d, name, n):
+    """n invocations written at once on n connections opened beforehand (threads
+    would spread them out) -> [(status, headers)]."""
+    host, port = d.admin.split("//")[1].split(":")
+    req = (f"POST /v1/functions/{name}/invoke HTTP/1.1\r\nHost: {host}\r\n"
+           f"Authorization: Bearer {d.token}\r\nContent-Type: application/json\r\n"
+           f"Content-Length: 2\r\nConnection: close\r\n\r\n{{}}").encode()
+    conns = [socket.create_connection((host, int(port)), timeout=60) for _ in range(n)]
+    for c in conns:
+        c.sendall(req)
+    out = []
+    for c in conns:
+        data = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        c.close()
+        head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        status = int(head[0].split()[1]) if head and len(head[0].split()) > 1 else 0
+        hdrs = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in head[1:])}
+        out.append((status, hdrs))
+    return out
+
+
 def max_overlap(results):
     spans = [json.loads(b) for s, h, b in results if s == 200 and not h.get("x-wisp-function-error")]
     pts = sorted([(r["start"], 1) for r in spans] + [(r["end"], -1) for r in spans])
@@ -45,7 +72,7 @@ def max_overlap(results):
     return best, len(spans)
 
 
-t = Tap(17)
+t = Tap(19)
 with Daemon("--queue-wait-ms", "20000") as d:
     d.deploy("lim", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler", concurrency=2,
              timeout_s=10)
@@ -72,6 +99,21 @@ with Daemon("--queue-wait-ms", "20000") as d:
     d.deploy("once", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler", idle_timeout_s=0)
     cold = [d.invoke("once", {})[1].get("x-wisp-cold-start") for _ in range(2)]
     t.eq("idle_timeout_s 0 retires after each invocation", cold, ["1", "1"])
+    time.sleep(0.5)
+
+    # cost-based scale-out: quick invocations wait for the warm env rather than
+    # each starting an env of its own; slow ones still get an env each
+    base = envs(d, "idle")
+    d.deploy("fast", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler")
+    res = burst(d, "fast", 32)
+    time.sleep(0.3)
+    started = envs(d, "idle") + envs(d, "busy") + envs(d, "starting") - base
+    t.ok(all(s == 200 for s, _ in res) and started <= 16,
+         "32 quick invocations sent at once to a new function do not start 32 envs",
+         (started, [s for s, _ in res if s != 200]))
+    res = parallel(d, "fast", [{"sleep": 1}] * 6)
+    best, n = max_overlap(res)
+    t.eq("then 6 concurrent 1 s invocations all run at once", (n, best), (6, 6))
     time.sleep(0.5)
 
     base = envs(d, "idle")
