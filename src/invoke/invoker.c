@@ -864,6 +864,8 @@ static void fn_changed(void *data, const char *name, const wisp_fn_t *fn)
         }
         wisp_fn_free(fs->fn);
         fs->fn = fn ? wisp_fn_dup(fn) : NULL;
+        /* New code or limits: what was measured of the old is no guide. */
+        fs->start_avg_ns = fs->run_low_ns = 0;
     }
     if (fs->fn == NULL) {
         while (fs->q_head) {
