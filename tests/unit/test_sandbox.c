@@ -429,6 +429,19 @@ TEST(sees_only_its_own_file_system)
     fixture_down();
 }
 
+/* Accept the sandbox's first Runtime API connection on its listener and check
+ * that it sent word. */
+static void expect_first_connection(const struct run *r, const char *word)
+{
+    int conn = accept(r->st.api_fd, NULL, NULL);
+    CHECK(conn >= 0);
+    char got[16] = "";
+    size_t n = strlen(word);
+    CHECK(n < sizeof got && read(conn, got, n) == (ssize_t)n);
+    CHECK(memcmp(got, word, n) == 0);
+    close(conn);
+}
+
 TEST(network_is_loopback_only)
 {
     fixture_up();
@@ -448,12 +461,7 @@ TEST(network_is_loopback_only)
     struct run *r = spawn(&s);
     CHECK(r->ok);
     /* The daemon side accepts the sandbox's connection on api_fd. */
-    int conn = accept(r->st.api_fd, NULL, NULL);
-    CHECK(conn >= 0);
-    char hello[8] = "";
-    CHECK(read(conn, hello, 5) == 5);
-    CHECK(memcmp(hello, "hello", 5) == 0);
-    close(conn);
+    expect_first_connection(r, "hello");
     finish(r);
     CHECK_LINE(r->out, "api=ok");
     CHECK_LINE(r->out, "host=ECONNREFUSED");
@@ -1157,11 +1165,7 @@ TEST(pooled_env_is_isolated)
         wisp_sandbox_spec_t s = spec_for(id, argv);
         struct run *r = spawn(&s);
         CHECK(r->ok);
-        int conn = accept(r->st.api_fd, NULL, NULL);
-        CHECK(conn >= 0);
-        char hello[8] = "";
-        CHECK(read(conn, hello, 5) == 5 && memcmp(hello, "hello", 5) == 0);
-        close(conn);
+        expect_first_connection(r, "hello");
         finish(r);
         CHECK_LINE(r->out, "api=ok");
         CHECK_LINE(r->out, "host=ECONNREFUSED");
@@ -1209,12 +1213,7 @@ TEST(netns_reused_only_with_the_same_key)
     s2.reuse_key = "fnA";
     struct run *r2 = spawn(&s2);
     CHECK(r2->ok);
-    int conn = accept(r2->st.api_fd, NULL, NULL);
-    CHECK(conn >= 0);
-    char word[8] = "";
-    CHECK(read(conn, word, 5) == 5);
-    CHECK(memcmp(word, "fresh", 5) == 0);
-    close(conn);
+    expect_first_connection(r2, "fresh");
     finish(r2);
     CHECK(strncmp(netns_line(r2), ns1, strlen(ns1)) == 0);
     CHECK_LINE(r2->out, "api=ok");
