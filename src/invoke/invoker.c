@@ -520,15 +520,6 @@ static void add_waiting(wisp_invoker_t *inv, struct fnstate *fs)
     inv->waiting = fs;
 }
 
-static unsigned count_state(struct fnstate *fs, wisp_env_state_t st, bool current_only)
-{
-    unsigned n = 0;
-    for (wisp_env_t *e = fs->envs; e; e = e->next)
-        if (e->state == st && !(current_only && e->stale))
-            n++;
-    return n;
-}
-
 /* Envs of the current revision that are not on their way out. */
 static unsigned count_current(struct fnstate *fs)
 {
@@ -582,16 +573,14 @@ static unsigned start_batch(void)
  * <= start_avg). Before a function has both estimates, and whenever the
  * queue's head has waited longer than a start takes (the estimates are wrong:
  * the work got slower, or envs are stuck), up to start_batch() of its envs
- * start at once.
+ * start at once. serving: the envs that will take queued work once free.
  * Capacity limits apply afterwards. */
-static unsigned scale_out(struct fnstate *fs, unsigned need, unsigned starting)
+static unsigned scale_out(struct fnstate *fs, unsigned need, unsigned starting, unsigned serving)
 {
     if (need == 0)
         return 0;
-    unsigned serving = 0; /* envs that will take queued work once free */
-    for (wisp_env_t *e = fs->envs; e && fs->fn->idle_timeout_s > 0; e = e->next)
-        if (!e->stale && (e->state == WISP_ENV_IDLE || (e->state == WISP_ENV_BUSY && e->event)))
-            serving++;
+    if (fs->fn->idle_timeout_s == 0)
+        serving = 0; /* they retire after their answer */
     bool judged = fs->run_low_ns && fs->start_avg_ns && serving > 0 && fs->q_head &&
                   wisp_mono_ns() - fs->q_head->enqueue_ns < fs->start_avg_ns;
     if (!judged) {
@@ -617,11 +606,16 @@ static void dispatch(wisp_invoker_t *inv, struct fnstate *fs)
     /* Start envs for the work that no starting env will take. An env that
      * has answered but not yet asked for /next again is as good as idle: it
      * will be there in microseconds, far sooner than a new one. */
-    unsigned starting = count_state(fs, WISP_ENV_STARTING, true);
-    for (wisp_env_t *e = fs->envs; e; e = e->next)
-        if (e->state == WISP_ENV_BUSY && e->event == NULL && !e->stale)
+    unsigned starting = 0, serving = 0;
+    for (wisp_env_t *e = fs->envs; e; e = e->next) {
+        if (e->stale)
+            continue;
+        if (e->state == WISP_ENV_STARTING || (e->state == WISP_ENV_BUSY && e->event == NULL))
             starting++;
-    unsigned need = scale_out(fs, fs->qlen > starting ? fs->qlen - starting : 0, starting);
+        else if (e->state == WISP_ENV_IDLE || e->state == WISP_ENV_BUSY)
+            serving++;
+    }
+    unsigned need = scale_out(fs, fs->qlen > starting ? fs->qlen - starting : 0, starting, serving);
     /* Keep min_warm envs (provisioned concurrency). */
     unsigned current = count_current(fs);
     bool warm = false;

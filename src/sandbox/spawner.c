@@ -86,18 +86,32 @@
 #define REUSE_MAX 256
 #define REUSE_TTL_MS 10000
 
+/* A network namespace and its Runtime API listener (-1, -1: none). */
+struct ready_net {
+    int ns_fd;
+    int api_fd;
+};
+
+static void ready_net_close(struct ready_net *r)
+{
+    if (r->ns_fd >= 0) {
+        close(r->ns_fd);
+        close(r->api_fd);
+    }
+    r->ns_fd = r->api_fd = -1;
+}
+
 /* One live sandbox. */
 struct sbx {
     struct sbx *next;
     char id[WISP_SB_ID_MAX + 1];
-    pid_t pid;       /* host pid of its first process */
-    bool reaped;     /* first process waited for; cleanup pending */
-    int wait_status; /* as waitpid reported it */
-    int attempts;    /* cleanup tries so far */
-    bool stem;       /* an unbound stem: the daemon does not know it */
-    int ns_fd;       /* its network namespace, kept for reuse (-1: not kept) */
-    int api_fd;      /* the spawner's copy of its listener (with ns_fd) */
-    char *key;       /* its reuse_key (with ns_fd): who may reuse the namespace */
+    pid_t pid;            /* host pid of its first process */
+    bool reaped;          /* first process waited for; cleanup pending */
+    int wait_status;      /* as waitpid reported it */
+    int attempts;         /* cleanup tries so far */
+    bool stem;            /* an unbound stem: the daemon does not know it */
+    struct ready_net net; /* its namespace and a copy of its listener, kept for reuse */
+    char *key;            /* its reuse_key (with net): who may reuse the namespace */
 };
 
 /* The network namespace of an ended sandbox, waiting to serve the next sandbox
@@ -105,16 +119,9 @@ struct sbx {
 struct used_net {
     char id[WISP_SB_ID_MAX + 1]; /* the sandbox it served */
     char *key;                   /* that sandbox's reuse_key */
-    int ns_fd;
-    int api_fd;        /* the listener, the same socket the daemon had */
-    bool released;     /* the daemon has closed its copy of the listener */
-    uint64_t ended_ns; /* when the sandbox's end was reported */
-};
-
-/* A ready network namespace and its listener. */
-struct ready_net {
-    int ns_fd;
-    int api_fd;
+    struct ready_net net;        /* the listener is the same socket the daemon had */
+    bool released;               /* the daemon has closed its copy of the listener */
+    uint64_t ended_ns;           /* when the sandbox's end was reported */
 };
 
 /* The python3 zygote: a root interpreter with the runtime imported, in the
@@ -392,10 +399,8 @@ static void refill_one(struct spawner *s)
 
 static void used_drop(struct spawner *s, int i, bool close_fds)
 {
-    if (close_fds) {
-        close(s->used[i].ns_fd);
-        close(s->used[i].api_fd);
-    }
+    if (close_fds)
+        ready_net_close(&s->used[i].net);
     free(s->used[i].key);
     memmove(&s->used[i], &s->used[i + 1], (size_t)(s->nused - i - 1) * sizeof s->used[0]);
     s->nused--;
@@ -409,12 +414,11 @@ static void used_keep(struct spawner *s, struct sbx *b)
     struct used_net *u = &s->used[s->nused++];
     snprintf(u->id, sizeof u->id, "%s", b->id);
     u->key = b->key;
-    u->ns_fd = b->ns_fd;
-    u->api_fd = b->api_fd;
+    u->net = b->net;
     u->released = false;
     u->ended_ns = wisp_mono_ns();
     b->key = NULL;
-    b->ns_fd = b->api_fd = -1;
+    b->net = (struct ready_net){-1, -1};
 }
 
 static void do_released(struct spawner *s, const void *msg, size_t len)
@@ -463,12 +467,12 @@ static bool used_take(struct spawner *s, const char *key, int *ns_fd, int *api_f
         struct used_net *u = &s->used[i];
         if (!u->released || strcmp(u->key, key) != 0)
             continue;
-        if (!empty_listener(u->api_fd)) {
+        if (!empty_listener(u->net.api_fd)) {
             used_drop(s, i, true);
             continue;
         }
-        *ns_fd = u->ns_fd;
-        *api_fd = u->api_fd;
+        *ns_fd = u->net.ns_fd;
+        *api_fd = u->net.api_fd;
         used_drop(s, i, false);
         return true;
     }
@@ -518,10 +522,8 @@ static void drain_pools(struct spawner *s)
     wisp__pool_stop(&s->pool);
     receive_pool(s);
     wisp__pool_close(&s->pool);
-    for (; s->nnets > 0; s->nnets--) {
-        close(s->nets[s->nnets - 1].ns_fd);
-        close(s->nets[s->nnets - 1].api_fd);
-    }
+    for (; s->nnets > 0; s->nnets--)
+        ready_net_close(&s->nets[s->nnets - 1]);
     while (s->nused > 0)
         used_drop(s, 0, true);
     for (; s->ncgs > 0; s->ncgs--) {
@@ -790,7 +792,7 @@ static int zygote_spawn(struct spawner *s, const void *msg, size_t len, int ns_f
 
 /* Hold on to a new sandbox's namespace (taken from *ns_fd) and a copy of its
  * listener, to reuse them once it has ended. */
-static void keep_net(const struct spawner *s, int keep[2], int *ns_fd, int api_fd)
+static void keep_net(const struct spawner *s, struct ready_net *keep, int *ns_fd, int api_fd)
 {
     int copy = fcntl(api_fd, F_DUPFD_CLOEXEC, 3);
     if (copy < 0)
@@ -800,8 +802,8 @@ static void keep_net(const struct spawner *s, int keep[2], int *ns_fd, int api_f
         close(copy);
         return;
     }
-    keep[0] = steal_fd(ns_fd);
-    keep[1] = copy;
+    keep->ns_fd = steal_fd(ns_fd);
+    keep->api_fd = copy;
 }
 
 static bool stem_fits(struct spawner *s, const struct wisp__sb_spec *spec);
@@ -811,13 +813,13 @@ static int stem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int fd
 /* Create the sandbox of spec (msg is its request, NULL for a stem); fills
  * *fds and *pid_out on success. bind_fd >= 0: the child's descriptor 3.
  * keep: NULL, or where to put the namespace and a copy of the listener for
- * reuse after the sandbox ends (-1 when they cannot be kept). */
+ * reuse after the sandbox ends (-1, -1 when they cannot be kept). */
 static int create(struct spawner *s, const struct wisp__sb_spec *spec, const void *msg, size_t len,
-                  int bind_fd, int fds[3], pid_t *pid_out, bool *zygote, int keep[2],
+                  int bind_fd, int fds[3], pid_t *pid_out, bool *zygote, struct ready_net *keep,
                   wisp_err_t *err)
 {
     if (keep)
-        keep[0] = keep[1] = -1;
+        *keep = (struct ready_net){-1, -1};
     bool reuse = keep && !s->cfg->no_netns_reuse && spec->reuse_key &&
                  spec->api_port == WISP_SB_DEFAULT_PORT;
     if (stem_fits(s, spec) && stem_bind(s, spec, fds, pid_out) == 0) {
@@ -1050,7 +1052,7 @@ static void stem_make(struct spawner *s)
     snprintf(b->id, sizeof b->id, "%s", id);
     b->pid = pid;
     b->stem = true;
-    b->ns_fd = b->api_fd = -1;
+    b->net = (struct ready_net){-1, -1};
     b->next = s->list;
     s->list = b;
     st.b = b;
@@ -1247,18 +1249,18 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
         reply_error(s, seq, &err, t0);
         return;
     }
-    int fds[3], keep[2];
+    int fds[3];
+    struct ready_net keep;
     pid_t pid = -1;
     bool zygote = false;
     if (find_id(s, spec.id)) {
         wisp_err_set(&err, WISP_ECONFLICT, "sandbox %s exists", spec.id);
-    } else if (create(s, &spec, msg, len, -1, fds, &pid, &zygote, keep, &err) == 0) {
+    } else if (create(s, &spec, msg, len, -1, fds, &pid, &zygote, &keep, &err) == 0) {
         struct sbx *b = xcalloc(1, sizeof *b);
         snprintf(b->id, sizeof b->id, "%s", spec.id);
         b->pid = pid;
-        b->ns_fd = keep[0];
-        b->api_fd = keep[1];
-        b->key = keep[0] >= 0 ? xstrdup(spec.reuse_key) : NULL;
+        b->net = keep;
+        b->key = keep.ns_fd >= 0 ? xstrdup(spec.reuse_key) : NULL;
         b->next = s->list;
         s->list = b;
         struct wisp__sb_result r = {.hdr = {WISP_SB_SPAWNED, seq}, .pid = pid, .zygote = zygote};
@@ -1311,12 +1313,9 @@ static bool finalize(struct spawner *s, struct sbx *b, bool report)
         wisp_warn("sandbox", "cannot remove the cgroups of sandbox %s", b->id);
     bool stem = b->stem;
     unlink_sbx(s, b);
-    if (report && !stem && b->ns_fd >= 0)
+    if (report && !stem && b->net.ns_fd >= 0)
         used_keep(s, b);
-    if (b->ns_fd >= 0) {
-        close(b->ns_fd);
-        close(b->api_fd);
-    }
+    ready_net_close(&b->net);
     free(b->key);
     free(b);
     if (report && !stem)
