@@ -308,7 +308,7 @@ class Daemon:
         self.log = open(self.log_path, "ab")
         env = {"PATH": "/usr/bin:/bin", "WISP_LOG_LEVEL": os.environ.get("WISP_LOG_LEVEL", "warn")}
         # The daemon's on/off switches pass through, for A/B runs of one build.
-        for k in ("WISP_NETNS_REUSE", "WISP_ZYGOTE"):
+        for k in ("WISP_NETNS_REUSE", "WISP_ZYGOTE", "WISP_EXEC_STEMS"):
             if k in os.environ:
                 env[k] = os.environ[k]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=env,

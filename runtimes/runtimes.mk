@@ -5,6 +5,7 @@
 #                     python3/bootstrap.py, python3/wisp_bootstrap.py (+ its .pyc)
 #                     python3/zygote.py, python3/libwispenter.so (the python3 zygote)
 #                     nodejs/bootstrap.js
+#                     exec-stem (what an exec stem runs until it is bound; spawner.c)
 #                     libwisp_runtime.a, include/wisp_runtime.h (for C functions)
 #   make examples   $(BUILD)/examples/<name>/bootstrap for every examples/<name>/main.c,
 #                   each a static executable ready for `wisp deploy --runtime provided`
@@ -23,7 +24,7 @@ RT_LDFLAGS := -static
 RT_FILES := $(RT_OUT)/python3/bootstrap.py $(RT_OUT)/python3/wisp_bootstrap.py \
             $(RT_OUT)/python3/.compiled $(RT_OUT)/python3/zygote.py \
             $(RT_OUT)/python3/libwispenter.so $(RT_OUT)/nodejs/bootstrap.js \
-            $(RT_OUT)/libwisp_runtime.a $(RT_OUT)/include/wisp_runtime.h
+            $(RT_OUT)/libwisp_runtime.a $(RT_OUT)/include/wisp_runtime.h $(RT_OUT)/exec-stem
 EXAMPLE_C_NAMES := $(patsubst examples/%/main.c,%,$(wildcard examples/*/main.c))
 EXAMPLE_C_BINS := $(EXAMPLE_C_NAMES:%=$(BUILD)/examples/%/bootstrap)
 
@@ -58,6 +59,13 @@ $(RT_OUT)/python3/libwispenter.so: $(ZYG_SRCS) src/sandbox/internal.h src/sandbo
 $(RT_OUT)/nodejs/bootstrap.js: runtimes/nodejs/bootstrap.js
 	@mkdir -p $(@D)
 	$(Q)cp $< $@
+
+# No C library (see the file): static, freestanding, no stack protector.
+$(RT_OUT)/exec-stem: runtimes/exec-stem/exec_stem.c
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	$(Q)$(CC) -std=gnu11 -O2 -g0 $(WARN) -ffreestanding -fno-builtin -fno-stack-protector \
+	    -fno-tree-loop-distribute-patterns -nostdlib -static -o $@ $<
 
 $(RT_OUT)/include/wisp_runtime.h: runtimes/c/wisp_runtime.h
 	@mkdir -p $(@D)

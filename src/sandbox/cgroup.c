@@ -469,7 +469,7 @@ int wisp__cg_rename(const struct wisp__cg *cg, const char *from, const char *id,
             return wisp_err_sys(err, errno, "rename %s", src);
         /* The memory limit goes down (a stem has none): v1 takes the plain
          * limit before the one with swap, as apply_limits writes them. */
-        if ((c != WISP_CG_CPU || lim->cpu_weight) && apply_limits(cg, c, dst, lim, err) < 0)
+        if (lim && (c != WISP_CG_CPU || lim->cpu_weight) && apply_limits(cg, c, dst, lim, err) < 0)
             return -1;
     }
     return 0;

@@ -112,6 +112,8 @@ int wisp_sandbox_init(wisp_sandbox_t **out, const wisp_sandbox_config_t *cfg, wi
         .no_netns_reuse =
             (cfg && cfg->no_netns_reuse) ||
             (getenv("WISP_NETNS_REUSE") && strcmp(getenv("WISP_NETNS_REUSE"), "0") == 0),
+        .no_exec_stems = (cfg && cfg->no_exec_stems) ||
+                         (getenv("WISP_EXEC_STEMS") && strcmp(getenv("WISP_EXEC_STEMS"), "0") == 0),
     };
     if (geteuid() != 0)
         return wisp_err_set(err, WISP_EUNAVAILABLE, "sandboxes need root");

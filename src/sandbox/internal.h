@@ -197,7 +197,8 @@ int wisp__cg_pool_take(const struct wisp__cg *cg, const char *name, const char *
                        const struct wisp__cg_limits *lim, int procs_fds[WISP_CG_N], wisp_err_t *err)
     __attribute__((warn_unused_result));
 /* Rename the (live) groups of from to id and write the limits lim, lowering
- * or raising what from had (a stem's groups, see spawner.c). On failure the
+ * or raising what from had (a stem's groups, see spawner.c; lim NULL: keep
+ * the limits, which an exec stem has had from the start). On failure the
  * groups may carry either name; the caller kills and removes both. */
 int wisp__cg_rename(const struct wisp__cg *cg, const char *from, const char *id,
                     const struct wisp__cg_limits *lim, wisp_err_t *err)

@@ -44,7 +44,9 @@ typedef struct wisp_sandbox_config {
     bool no_zygote;      /* never fork sandboxes from a zygote nor bind a nodejs stem (also:
                             env WISP_ZYGOTE=0) */
     bool no_netns_reuse; /* never give an ended sandbox's network namespace to the next
-                            sandbox of the same code_dir (also: env WISP_NETNS_REUSE=0) */
+                            sandbox of the same reuse_key (also: env WISP_NETNS_REUSE=0) */
+    bool no_exec_stems;  /* never build a sandbox ahead of need for a function version that
+                            execs its runtime (also: env WISP_EXEC_STEMS=0) */
 } wisp_sandbox_config_t;
 
 typedef struct wisp_sandbox_spec {

@@ -85,6 +85,18 @@
  * same reuse_key (all functions together), and how long one is kept unused. */
 #define REUSE_MAX 256
 #define REUSE_TTL_MS 10000
+/* Exec stems (see "exec stems"): at most XSTEMS_MAX, one per function
+ * version, made for a version that was spawned twice within XSTEM_HOT_MS,
+ * once the spawner has had no request for XSTEM_IDLE_MS; one unbound for
+ * XSTEM_TTL_MS is killed. XSTEM_HOT_MAX versions are remembered. */
+#define XSTEMS_MAX 4
+#define XSTEM_HOT_MAX 16
+#define XSTEM_HOT_MS 10000
+#define XSTEM_IDLE_MS 3
+#define XSTEM_TTL_MS 10000
+#define XSTEM_MAX_FAILURES 3
+#define XSTEM_PREFIX "xstem." /* no sandbox id has a dot */
+#define XSTEM_BIN "exec-stem" /* in the runtime folder, /var/runtime in the sandbox */
 
 /* A network namespace and its Runtime API listener (-1, -1: none). */
 struct ready_net {
@@ -110,6 +122,7 @@ struct sbx {
     int wait_status;      /* as waitpid reported it */
     int attempts;         /* cleanup tries so far */
     bool stem;            /* an unbound stem: the daemon does not know it */
+    bool xstem;           /* ... an exec stem (else a nodejs one) */
     struct ready_net net; /* its namespace and a copy of its listener, kept for reuse */
     char *key;            /* its reuse_key (with net): who may reuse the namespace */
 };
@@ -147,6 +160,33 @@ struct stem {
     int fds[3];    /* listener, stdout and stderr read ends, for the daemon */
 };
 
+/* A spawn request kept with its decoded spec (pointers into msg), for an
+ * exec stem: the spec it serves, and the request it is made from. */
+struct kept_spec {
+    void *msg;
+    size_t len;
+    struct wisp__sb_spec spec;
+};
+
+/* A function version spawned recently (exec stems are made for those
+ * spawned twice within XSTEM_HOT_MS). */
+struct xhot {
+    struct kept_spec k; /* its last request */
+    uint64_t last_ns;   /* when it came */
+    bool wanted;        /* it came twice within XSTEM_HOT_MS */
+};
+
+/* An exec stem: a sandbox made for k's spec whose first process waits in
+ * runtimes/exec-stem for its argv and environment. */
+struct xstem {
+    struct stem st;
+    struct kept_spec k;
+    struct ready_net net; /* its namespace and listener, kept for reuse after it ends */
+    dev_t code_dev;       /* the code folder it has mounted */
+    ino_t code_ino;
+    uint64_t made_ns;
+};
+
 /* The spawner's state; a single instance lives in wisp__spawner_main. */
 struct spawner {
     int sock;       /* to the daemon */
@@ -179,7 +219,13 @@ struct spawner {
     char *stem_task;                 /* the empty folder at a stem's /var/task */
     struct used_net used[REUSE_MAX]; /* oldest first */
     int nused;
-    int keep_fd_max; /* a namespace is kept only while descriptors stay below this */
+    struct xhot hot[XSTEM_HOT_MAX]; /* function versions spawned recently */
+    int nhot;
+    struct xstem xstems[XSTEMS_MAX]; /* oldest first */
+    int nxstems;
+    unsigned next_xstem;
+    int xstem_failures; /* at XSTEM_MAX_FAILURES: no more exec stems */
+    int keep_fd_max;    /* a namespace is kept only while descriptors stay below this */
 };
 
 static struct sbx *find_id(struct spawner *s, const char *id)
@@ -809,6 +855,8 @@ static void keep_net(const struct spawner *s, struct ready_net *keep, int *ns_fd
 static bool stem_fits(struct spawner *s, const struct wisp__sb_spec *spec);
 static int stem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3],
                      pid_t *pid_out);
+static int xstem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3],
+                      pid_t *pid_out, struct ready_net *keep);
 
 /* Create the sandbox of spec (msg is its request, NULL for a stem); fills
  * *fds and *pid_out on success. bind_fd >= 0: the child's descriptor 3.
@@ -826,6 +874,8 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, const voi
         *zygote = true;
         return 0;
     }
+    if (msg && keep && s->nxstems > 0 && xstem_bind(s, spec, fds, pid_out, keep) == 0)
+        return 0;
     int ns_fd = -1, cg_fds[WISP_CG_N], out[2] = {-1, -1}, errp[2] = {-1, -1};
     for (int i = 0; i < WISP_CG_N; i++)
         cg_fds[i] = -1;
@@ -1238,6 +1288,303 @@ static void stem_hello(struct spawner *s, struct stem *st)
     stem_forget(s, st->b, true);
 }
 
+/* ---- exec stems ------------------------------------------------------------------
+ * A sandbox that execs its runtime (a `provided` bootstrap: no zygote, no
+ * nodejs stem) used to be built while its request waited: clone into new
+ * namespaces, cgroups, mounts, credentials, the seccomp load, then the exec.
+ * An exec stem is that sandbox built ahead of need for one function version.
+ * Once the same spec (code, runtime, argv, limits, port, reuse_key; not the
+ * id or the environment) has been spawned twice within XSTEM_HOT_MS, the
+ * spawner, when no request has come for XSTEM_IDLE_MS, builds a sandbox from
+ * that very spec whose first process is runtimes/exec-stem instead of the
+ * runtime, waiting on descriptor 3 (a stream socket). The next request with
+ * that spec binds it: its groups are renamed to the request's id, and the
+ * request's argv and environment are written to the socket, which is then
+ * closed; exec-stem execs them. Nothing of the function runs before its
+ * request, its limits were the function's from the start, and it execs
+ * exactly what the spawner would have exec'd; what differs is the start time
+ * of the sandbox's first process and the few pages exec-stem touched in its
+ * cgroups. A stem is kept at most XSTEM_TTL_MS unbound; it is bound only if
+ * its code folder is still the same folder (device and inode). A request
+ * that finds no stem is spawned as before. Needs cgroups that can be renamed
+ * (v1 and hybrid layouts). WISP_EXEC_STEMS=0 (no_exec_stems) turns them off. */
+
+static void kept_free(struct kept_spec *k)
+{
+    wisp__sb_spec_free(&k->spec);
+    free(k->msg);
+    k->msg = NULL;
+}
+
+static int kept_copy(struct kept_spec *k, const void *msg, size_t len)
+{
+    wisp_err_t err;
+    wisp_err_clear(&err);
+    k->msg = xmalloc(len);
+    k->len = len;
+    memcpy(k->msg, msg, len);
+    if (wisp__sb_decode_spawn(k->msg, len, &k->spec, &err) < 0) {
+        free(k->msg);
+        k->msg = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static bool str_same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Would a and b build the same sandbox (all but the id and environment)? */
+static bool same_sandbox(const struct wisp__sb_spec *a, const struct wisp__sb_spec *b)
+{
+    if (!str_same(a->code_dir, b->code_dir) || !str_same(a->runtime_dir, b->runtime_dir) ||
+        !str_same(a->reuse_key, b->reuse_key) || a->memory_mb != b->memory_mb ||
+        a->tmp_mb != b->tmp_mb || a->pids_max != b->pids_max || a->cpu_weight != b->cpu_weight ||
+        a->nofile != b->nofile || a->api_port != b->api_port || a->zygote != b->zygote)
+        return false;
+    int i = 0;
+    for (; a->argv[i] && b->argv[i]; i++)
+        if (strcmp(a->argv[i], b->argv[i]) != 0)
+            return false;
+    return a->argv[i] == b->argv[i];
+}
+
+/* May requests of this spec be served by exec stems? */
+static bool xstem_candidate(const struct spawner *s, const struct wisp__sb_spec *spec)
+{
+    return !s->cfg->no_exec_stems && s->xstem_failures < XSTEM_MAX_FAILURES &&
+           spec->zygote == WISP_SB_ZYG_NONE && spec->runtime_dir != NULL &&
+           spec->reuse_key != NULL && wisp__cg_pool_ok(s->cg);
+}
+
+static void xstem_drop(struct spawner *s, int i)
+{
+    struct xstem *x = &s->xstems[i];
+    stem_close(&x->st);
+    ready_net_close(&x->net);
+    kept_free(&x->k);
+    memmove(x, x + 1, (size_t)(s->nxstems - i - 1) * sizeof *x);
+    s->nxstems--;
+}
+
+static void xstem_failed(struct spawner *s, const char *what, const char *msg)
+{
+    wisp_warn("sandbox", "exec stem: %s: %s", what, msg);
+    if (++s->xstem_failures == XSTEM_MAX_FAILURES)
+        wisp_warn("sandbox", "exec stems disabled after %d failures", XSTEM_MAX_FAILURES);
+}
+
+/* The exec stem of b ended: forget it. False if it was not listed (dropped before). */
+static bool xstem_forget(struct spawner *s, const struct sbx *b)
+{
+    for (int i = 0; i < s->nxstems; i++)
+        if (s->xstems[i].st.b == b) {
+            xstem_drop(s, i);
+            return true;
+        }
+    return false;
+}
+
+/* Kill the exec stems kept too long; the milliseconds until the next expiry, or -1. */
+static int xstem_expire(struct spawner *s)
+{
+    uint64_t now = wisp_mono_ns(), ttl = (uint64_t)XSTEM_TTL_MS * 1000000u;
+    while (s->nxstems > 0 && now - s->xstems[0].made_ns >= ttl) {
+        kill(s->xstems[0].st.b->pid, SIGKILL); /* reaped and removed as a stem */
+        xstem_drop(s, 0);
+    }
+    return s->nxstems == 0 ? -1 : (int)((s->xstems[0].made_ns + ttl - now) / 1000000u) + 1;
+}
+
+/* A request of spec was served by an exec (or an exec stem): remember it. */
+static void xstem_note(struct spawner *s, const struct wisp__sb_spec *spec, const void *msg,
+                       size_t len)
+{
+    if (!xstem_candidate(s, spec))
+        return;
+    uint64_t now = wisp_mono_ns();
+    for (int i = 0; i < s->nhot; i++) {
+        struct xhot *h = &s->hot[i];
+        if (same_sandbox(&h->k.spec, spec)) {
+            h->wanted = now - h->last_ns < (uint64_t)XSTEM_HOT_MS * 1000000u;
+            h->last_ns = now;
+            return;
+        }
+    }
+    /* A new one: its runtime folder must hold exec-stem. */
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/" XSTEM_BIN, spec->runtime_dir) >= (int)sizeof path ||
+        access(path, X_OK) < 0)
+        return;
+    int slot = s->nhot;
+    if (slot == XSTEM_HOT_MAX) {
+        slot = 0;
+        for (int i = 1; i < s->nhot; i++)
+            if (s->hot[i].last_ns < s->hot[slot].last_ns)
+                slot = i;
+        kept_free(&s->hot[slot].k);
+    } else {
+        s->nhot++;
+    }
+    struct xhot *h = &s->hot[slot];
+    *h = (struct xhot){.last_ns = now};
+    if (kept_copy(&h->k, msg, len) < 0) /* not expected: msg was decoded before */
+        s->hot[slot] = s->hot[--s->nhot];
+}
+
+static bool xstem_ready_for(const struct spawner *s, const struct wisp__sb_spec *spec)
+{
+    for (int i = 0; i < s->nxstems; i++)
+        if (same_sandbox(&s->xstems[i].k.spec, spec))
+            return true;
+    return false;
+}
+
+/* The recently spawned version that wants an exec stem and has none, or NULL. */
+static struct xhot *xstem_wanted(struct spawner *s)
+{
+    if (s->nxstems == XSTEMS_MAX || s->cfg->no_exec_stems ||
+        s->xstem_failures >= XSTEM_MAX_FAILURES)
+        return NULL;
+    uint64_t now = wisp_mono_ns();
+    for (int i = 0; i < s->nhot; i++) {
+        struct xhot *h = &s->hot[i];
+        if (h->wanted && now - h->last_ns < (uint64_t)XSTEM_HOT_MS * 1000000u &&
+            !xstem_ready_for(s, &h->k.spec))
+            return h;
+    }
+    return NULL;
+}
+
+/* Build one exec stem for h's spec (the spawner is idle). */
+static void xstem_make(struct spawner *s, struct xhot *h)
+{
+    struct xstem x = {.net = {-1, -1}, .made_ns = wisp_mono_ns()};
+    struct stat code;
+    if (stat(h->k.spec.code_dir, &code) < 0) {
+        h->wanted = false; /* the folder is gone: so is the version */
+        return;
+    }
+    x.code_dev = code.st_dev;
+    x.code_ino = code.st_ino;
+    char id[32];
+    snprintf(id, sizeof id, XSTEM_PREFIX "%u", s->next_xstem++);
+    static const char *const argv[] = {"/var/runtime/" XSTEM_BIN, NULL};
+    static const char *const envp[] = {NULL};
+    struct wisp__sb_spec spec = h->k.spec;
+    spec.id = id;
+    spec.argv = (char **)argv;
+    spec.envp = (char **)envp;
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+        xstem_failed(s, "socketpair", strerror(errno));
+        return;
+    }
+    /* The bind's message is written at once; never block on it. */
+    int sndbuf = 4 * WISP_SB_MSG_MAX;
+    setsockopt(sp[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    fcntl(sp[1], F_SETFL, O_NONBLOCK);
+    x.st = (struct stem){.bind_w = sp[1], .mnt_fd = -1, .fds = {-1, -1, -1}, .ready = true};
+    wisp_err_t err;
+    wisp_err_clear(&err);
+    pid_t pid = -1;
+    bool unused;
+    int rc = create(s, &spec, NULL, 0, sp[0], x.st.fds, &pid, &unused, &x.net, &err);
+    close(sp[0]);
+    if (rc == 0 && kept_copy(&x.k, h->k.msg, h->k.len) < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, __WALL);
+        discard_groups(s, id);
+        ready_net_close(&x.net);
+        stem_close(&x.st);
+        rc = wisp_err_set(&err, WISP_EINTERNAL, "copy of the request");
+        sp[1] = -1;
+    }
+    if (rc < 0) {
+        if (sp[1] >= 0)
+            close(sp[1]);
+        xstem_failed(s, "start", err.msg);
+        h->wanted = false;
+        return;
+    }
+    struct sbx *b = xcalloc(1, sizeof *b);
+    snprintf(b->id, sizeof b->id, "%s", id);
+    b->pid = pid;
+    b->stem = b->xstem = true;
+    b->net = (struct ready_net){-1, -1};
+    b->next = s->list;
+    s->list = b;
+    x.st.b = b;
+    s->xstems[s->nxstems++] = x;
+}
+
+/* Bind an exec stem built for spec, if there is one. 0: done (*fds,
+ * *pid_out, *keep); -1: none (or it could not be bound: it was killed). */
+static int xstem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3],
+                      pid_t *pid_out, struct ready_net *keep)
+{
+    int i = 0;
+    while (i < s->nxstems && !same_sandbox(&s->xstems[i].k.spec, spec))
+        i++;
+    if (i == s->nxstems)
+        return -1;
+    struct xstem *x = &s->xstems[i];
+    wisp_err_t err;
+    wisp_err_clear(&err);
+    struct stat code;
+    if (stat(spec->code_dir, &code) < 0 || code.st_dev != x->code_dev ||
+        code.st_ino != x->code_ino) {
+        kill(x->st.b->pid, SIGKILL); /* another folder by that name now */
+        xstem_drop(s, i);
+        return -1;
+    }
+    /* The message: argv, an empty entry, envp, an empty entry. */
+    wisp_buf_t m = WISP_BUF_INIT(WISP_SB_MSG_MAX + 1);
+    int rc = 0;
+    for (char **a = spec->argv; rc == 0 && *a; a++)
+        rc = wisp_buf_append(&m, *a, strlen(*a) + 1, &err);
+    if (rc == 0)
+        rc = wisp_buf_append(&m, "", 1, &err);
+    for (char **e = spec->envp; rc == 0 && *e; e++)
+        rc = wisp_buf_append(&m, *e, strlen(*e) + 1, &err);
+    if (rc == 0)
+        rc = wisp_buf_append(&m, "", 1, &err);
+    if (rc == 0 && m.len >= WISP_SB_MSG_MAX)
+        rc = wisp_err_set(&err, WISP_ELIMIT, "argv and environment too long for a stem");
+    bool renamed = false;
+    if (rc == 0) {
+        renamed = true;
+        rc = wisp__cg_rename(s->cg, x->st.b->id, spec->id, NULL, &err);
+    }
+    if (rc == 0) {
+        ssize_t n = write(x->st.bind_w, m.data, m.len);
+        if (n != (ssize_t)m.len)
+            rc = wisp_err_sys(&err, n < 0 ? errno : EMSGSIZE, "write to the stem");
+    }
+    if (rc < 0 && renamed)
+        stem_unname(s, &x->st, spec->id);
+    wisp_buf_free(&m);
+    if (rc < 0) {
+        if (err.code != WISP_ELIMIT)
+            xstem_failed(s, "bind", err.msg);
+        kill(x->st.b->pid, SIGKILL);
+        xstem_drop(s, i);
+        return -1;
+    }
+    /* do_spawn lists the sandbox again under its id. */
+    *pid_out = x->st.b->pid;
+    unlink_sbx(s, x->st.b);
+    free(x->st.b);
+    memcpy(fds, x->st.fds, sizeof x->st.fds);
+    x->st.fds[0] = x->st.fds[1] = x->st.fds[2] = -1;
+    *keep = x->net;
+    x->net = (struct ready_net){-1, -1};
+    xstem_drop(s, i); /* closes the socket: end of file for exec-stem */
+    return 0;
+}
+
 static void do_spawn(struct spawner *s, const void *msg, size_t len)
 {
     uint64_t t0 = wisp_mono_ns();
@@ -1268,6 +1615,8 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
         send_or_die(s, &r, sizeof r, fds, 3);
         for (int i = 0; i < 3; i++)
             close(fds[i]);
+        if (!zygote)
+            xstem_note(s, &spec, msg, len);
         wisp__sb_spec_free(&spec);
         return;
     }
@@ -1338,9 +1687,12 @@ static void reap(struct spawner *s, bool report)
         }
         for (struct sbx *b = s->list; b; b = b->next)
             if (b->pid == pid && !b->reaped) {
-                if (b->stem) {
-                    char why[32];
-                    snprintf(why, sizeof why, "wait status %d", st);
+                char why[32];
+                snprintf(why, sizeof why, "wait status %d", st);
+                if (b->xstem) {
+                    if (xstem_forget(s, b)) /* not killed by the spawner */
+                        xstem_failed(s, "exited before use", why);
+                } else if (b->stem) {
                     stem_failed(s, "exited before use", why);
                     stem_forget(s, b, true);
                 }
@@ -1500,6 +1852,15 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
         int expiry = used_expire(&s);
         if (expiry >= 0 && (timeout < 0 || expiry < timeout))
             timeout = expiry;
+        expiry = xstem_expire(&s);
+        if (expiry >= 0 && (timeout < 0 || expiry < timeout))
+            timeout = expiry;
+        struct xhot *hot = xstem_wanted(&s);
+        uint64_t xidle = (uint64_t)XSTEM_IDLE_MS * 1000000u;
+        if (hot) {
+            int left = since >= xidle ? 0 : (int)((xidle - since) / 1000000u) + 1;
+            timeout = timeout < 0 || left < timeout ? left : timeout;
+        }
         if (refill) {
             int left = since >= idle ? 0 : (int)((idle - since) / 1000000u) + 1;
             timeout = timeout < 0 || left < timeout ? left : timeout;
@@ -1511,6 +1872,10 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
          * item to each pool, then look again. */
         if (refill && !(p[1].revents & POLLIN) && wisp_mono_ns() - s.last_spawn_ns >= idle)
             refill_one(&s);
+        /* The same for an exec stem, which is wanted sooner. */
+        if (hot && !(p[1].revents & POLLIN) && wisp_mono_ns() - s.last_spawn_ns >= xidle &&
+            (hot = xstem_wanted(&s)) != NULL)
+            xstem_make(&s, hot);
         if (p[2].revents && s.zyg.pid > 0 && !s.zyg.ready)
             zygote_hello(&s);
         if (p[3].revents)

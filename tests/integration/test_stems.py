@@ -59,8 +59,68 @@ exports.handler = async (ev) => {
 """
 
 
+# A provided-runtime bootstrap that reports, per invocation, its env's
+# identity: the start time of the env's first process (for the host to
+# compare with an exec stem's), its log stream (one per env), and whether its
+# environment and command line are exactly its own.
+XSTEM_BOOT = r"""#!/usr/bin/python3
+import json, os, urllib.request
+api = "http://%s/2018-06-01/runtime/invocation/" % os.environ["AWS_LAMBDA_RUNTIME_API"]
+while True:
+    with urllib.request.urlopen(api + "next") as r:
+        rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+        r.read()
+    with open("/proc/1/stat") as f:
+        start = f.read().rsplit(")", 1)[1].split()[19]
+    env = open("/proc/self/environ").read().rstrip("\0").split("\0")
+    out = {"start": start, "stream": os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+           "environ_same": sorted(env) == sorted("%s=%s" % kv for kv in os.environ.items()),
+           "cmdline": open("/proc/1/cmdline").read().rstrip("\0").split("\0"),
+           "fds": sorted(os.listdir("/proc/self/fd"))}
+    req = urllib.request.Request(api + rid + "/response", data=json.dumps(out).encode(), method="POST")
+    urllib.request.urlopen(req).read()
+"""
+
+
+def start_time(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[19]
+
+
+def exec_stem_checks(t, d, tag):
+    """Exec stems (DESIGN.md §4): a sandbox built ahead of need for a provided
+    function version started twice; only that version binds it, and the env it
+    becomes has exactly its own environment and command line."""
+    for name in ("xs-a", "xs-b"):
+        d.deploy(name, {"bootstrap": (XSTEM_BOOT, 0o755)}, runtime="provided", idle_timeout_s=0)
+    seen = []
+    for _ in range(2):
+        st, h, body = d.invoke("xs-a")
+        seen.append(json.loads(body) if st == 200 else {"status": st, "body": body[:300]})
+        time.sleep(0.2)
+    deadline = time.time() + 5
+    while not stems(tag) and time.time() < deadline:
+        time.sleep(0.05)
+    ready = stems(tag)
+    t.ok(len(ready) == 1 and all(s.get("environ_same") for s in seen),
+         "a provided function version started twice gets one exec stem", (ready, seen))
+    stem = ready[0] if ready else "0"
+    stem_start = start_time(stem) if ready else None
+    st, h, body = d.invoke("xs-b")  # the very same code, another function
+    other = json.loads(body) if st == 200 else {}
+    t.ok(st == 200 and other.get("start") != stem_start and stems(tag) == [stem],
+         "another function with the same code never binds it", (st, other, stem_start, stems(tag)))
+    st, h, body = d.invoke("xs-a")
+    r = json.loads(body) if st == 200 else {"status": st, "body": body[:300]}
+    t.ok(r.get("start") == stem_start and r.get("stream") not in [s.get("stream") for s in seen]
+         and r.get("environ_same") is True and r.get("fds") == seen[0].get("fds")
+         and r.get("cmdline") == ["/usr/bin/python3", "/var/task/bootstrap"] == seen[0].get("cmdline"),
+         "the version's next env is the stem, with exactly an exec'd env's environment, "
+         "command line and descriptors", (r, stem_start, seen))
+
+
 def main():
-    t = Tap(15)
+    t = Tap(18)
     with Daemon() as d:
         def probe(fn, ev):
             st, h, body = d.invoke(fn, ev, timeout=60)
@@ -154,16 +214,19 @@ def main():
         t.ok(r.get("stem") is False and r.get("env", {}).get("NODE_OPTIONS") == "--max-old-space-size=100",
              "an env with NODE_* variables is exec'd, not bound from a stem", r)
 
+        daemon_tag = "wisp-" + hashlib.sha256(os.path.realpath(d.data).encode()).hexdigest()[:12]
+        exec_stem_checks(t, d, daemon_tag + "/xstem.")
+
         # Stems are the daemon's own: no stem is left after the daemon stops.
         log = d.log_tail(400)
-        t.ok("nodejs stem" not in log, "no stem failed during the test", [l for l in log.splitlines()
-                                                                           if "stem" in l][-3:])
+        t.ok("nodejs stem" not in log and "exec stem" not in log, "no stem failed during the test",
+             [l for l in log.splitlines() if "stem" in l][-3:])
         time.sleep(0.5)
-        tag = "wisp-" + hashlib.sha256(os.path.realpath(d.data).encode()).hexdigest()[:12] + "/stem."
+        tag = daemon_tag + "/stem."
         ready = stems(tag)
         t.ok(1 <= len(ready) <= 2, "one or two stems are kept ready", ready)
     time.sleep(0.5)
-    t.eq("stems end with the daemon", stems(tag), [])
+    t.eq("stems end with the daemon", stems(tag) + stems(daemon_tag + "/xstem."), [])
     return 1 if t.failed else 0
 
 

@@ -124,19 +124,25 @@ static void fixture_init(void)
     CHECK(uv_loop_init(&F.loop) == 0);
 }
 
-static void fixture_up_cfg(int pool_size, bool reuse)
+static void fixture_up_cfg3(int pool_size, bool reuse, bool exec_stems)
 {
     fixture_init();
     wisp_sandbox_config_t cfg = {.state_dir = F.state,
                                  .cgroup_name = F.cgname,
                                  .pool_size = pool_size,
-                                 .no_netns_reuse = !reuse};
+                                 .no_netns_reuse = !reuse,
+                                 .no_exec_stems = !exec_stems};
     wisp_err_t err;
     if (wisp_sandbox_init(&F.sb, &cfg, &err) < 0) {
         fprintf(stderr, "# init: %s\n", err.msg);
         CHECK(0);
     }
     CHECK(wisp_sandbox_attach(F.sb, &F.loop, on_exit_cb, NULL, &err) == 0);
+}
+
+static void fixture_up_cfg(int pool_size, bool reuse)
+{
+    fixture_up_cfg3(pool_size, reuse, true);
 }
 
 /* The pool tests count the namespaces the spawner holds: none kept for reuse. */
@@ -1251,6 +1257,161 @@ TEST(netns_reuse_can_be_disabled)
     fixture_down();
 }
 
+/* Compile runtimes/exec-stem into the runtime folder (as runtimes.mk does). */
+static void build_exec_stem(void)
+{
+    const char *root = getenv("WISP_ROOT");
+    cleanup_free char *src = xasprintf("%s/runtimes/exec-stem/exec_stem.c", root ? root : ".");
+    CHECK(access(src, R_OK) == 0);
+    cleanup_free char *cmd =
+        xasprintf("gcc -O2 -ffreestanding -fno-builtin -fno-stack-protector "
+                  "-fno-tree-loop-distribute-patterns -nostdlib -static -o %s/exec-stem %s",
+                  F.runtime, src);
+    CHECK(system(cmd) == 0);
+}
+
+/* The exec stem the spawner holds (a child of it running /var/runtime/exec-stem), or -1. */
+static pid_t find_exec_stem(pid_t spawner)
+{
+    pid_t found = -1;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char path[300], cmd[64] = "";
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        FILE *c = fopen(path, "r");
+        if (c == NULL)
+            continue;
+        size_t n = fread(cmd, 1, sizeof cmd - 1, c);
+        fclose(c);
+        cmd[n] = '\0';
+        pid_t pid = (pid_t)atoi(e->d_name);
+        if (strcmp(cmd, "/var/runtime/exec-stem") == 0 && parent_of(pid) == spawner)
+            found = pid;
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+static pid_t wait_exec_stem(pid_t spawner)
+{
+    for (int i = 0; i < 300; i++) {
+        pid_t pid = find_exec_stem(spawner);
+        if (pid > 0)
+            return pid;
+        usleep(10000);
+    }
+    return -1;
+}
+
+/* The name of the memory group of process pid (its last path component). */
+static void memory_group_of(pid_t pid, char *out, size_t cap)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)pid);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    out[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        char *ctrl = strchr(line, ':');
+        if (ctrl && strncmp(ctrl + 1, "memory:", 7) == 0) {
+            line[strcspn(line, "\n")] = '\0';
+            snprintf(out, cap, "%s", strrchr(line, '/') + 1);
+        }
+    }
+    fclose(f);
+}
+
+TEST(exec_stem_serves_the_next_sandbox_of_a_version)
+{
+    fixture_up();
+    if (!v1_memory())
+        SKIP("exec stems need renamable cgroups (v1 or hybrid memory controller)");
+    build_probe();
+    build_exec_stem();
+    pid_t spawner = find_spawner();
+    const char *argv[] = {"/var/task/probe", "env", NULL};
+    const char *env1[] = {"PATH=/usr/bin:/bin", "MARK=one", NULL};
+    wisp_sandbox_spec_t s1 = spec_for("xs1", argv);
+    s1.runtime_dir = F.runtime;
+    s1.reuse_key = "fnX";
+    s1.envp = env1;
+    /* A version spawned once gets no stem. */
+    struct run *r1 = run_to_end(&s1);
+    CHECK(r1->ok && WIFEXITED(r1->status) && WEXITSTATUS(r1->status) == 0);
+    usleep(100000);
+    CHECK(find_exec_stem(spawner) < 0);
+    /* Twice: once the spawner is idle, a stem with the version's limits. */
+    wisp_sandbox_spec_t s2 = s1;
+    s2.id = "xs2";
+    struct run *r2 = run_to_end(&s2);
+    CHECK(r2->ok);
+    pid_t stem = wait_exec_stem(spawner);
+    CHECK(stem > 0);
+    char group[64];
+    memory_group_of(stem, group, sizeof group);
+    CHECK(strncmp(group, "xstem.", 6) == 0);
+    CHECK(read_ul("memory", group, "memory.limit_in_bytes") == 128ul << 20);
+    /* Another version (another limit) does not bind it. */
+    wisp_sandbox_spec_t s4 = s1;
+    s4.id = "xs4";
+    s4.memory_mb = 96;
+    struct run *r4 = run_to_end(&s4);
+    CHECK(r4->ok && r4->st.pid != stem);
+    CHECK(find_exec_stem(spawner) == stem);
+    /* The same version binds it: that process execs the request's argv with
+     * exactly the request's environment, in groups named by its id. */
+    const char *env3[] = {"PATH=/usr/bin:/bin", "MARK=three", NULL};
+    wisp_sandbox_spec_t s3 = s1;
+    s3.id = "xs3";
+    s3.envp = env3;
+    struct run *r3 = spawn(&s3);
+    CHECK(r3->ok);
+    CHECK_INT(r3->st.pid, stem);
+    CHECK(cg_exists("memory", "xs3") && !cg_exists("memory", group));
+    finish(r3);
+    CHECK(WIFEXITED(r3->status) && WEXITSTATUS(r3->status) == 0);
+    CHECK_LINE(r3->out, "MARK=three");
+    CHECK_LINE(r3->out, "PATH=/usr/bin:/bin");
+    CHECK(strstr(r3->out, "MARK=one") == NULL && strstr(r3->out, "WISP") == NULL);
+    CHECK(r3->peak > 0);
+    /* The next stem; a new folder under the code folder's path (code
+     * replaced) is never served by it. */
+    pid_t next = wait_exec_stem(spawner);
+    CHECK(next > 0 && next != stem);
+    cleanup_free char *moved = xasprintf("%s.old", F.code);
+    CHECK(rename(F.code, moved) == 0);
+    CHECK(mkdir(F.code, 0755) == 0 && chmod(F.code, 0755) == 0);
+    build_probe();
+    wisp_sandbox_spec_t s5 = s1;
+    s5.id = "xs5";
+    struct run *r5 = run_to_end(&s5);
+    CHECK(r5->ok && r5->st.pid != next);
+    CHECK(WIFEXITED(r5->status) && WEXITSTATUS(r5->status) == 0);
+    fixture_down();
+}
+
+TEST(exec_stems_can_be_disabled)
+{
+    fixture_up_cfg3(0, true, false);
+    build_probe();
+    build_exec_stem();
+    pid_t spawner = find_spawner();
+    const char *argv[] = {"/var/task/probe", "true", NULL};
+    const char *ids[] = {"nxs1", "nxs2", "nxs3"};
+    for (int i = 0; i < 3; i++) {
+        wisp_sandbox_spec_t sx = spec_for(ids[i], argv);
+        sx.runtime_dir = F.runtime;
+        sx.reuse_key = "fnX";
+        struct run *r = run_to_end(&sx);
+        CHECK(r->ok);
+    }
+    usleep(200000);
+    CHECK(find_exec_stem(spawner) < 0);
+    fixture_down();
+}
+
 TEST(pooled_groups_never_take_an_existing_name)
 {
     fixture_up_pool(2);
@@ -1479,6 +1640,7 @@ TAP_MAIN(CASE(runs_unprivileged_and_confined), CASE(sees_only_its_own_file_syste
          CASE(spawner_crash_is_reported_and_cleaned_up), CASE(daemon_death_kills_sandboxes),
          CASE(pooled_items_are_used_once), CASE(pooled_env_is_isolated),
          CASE(netns_reused_only_with_the_same_key), CASE(netns_reuse_can_be_disabled),
+         CASE(exec_stem_serves_the_next_sandbox_of_a_version), CASE(exec_stems_can_be_disabled),
          CASE(pooled_groups_never_take_an_existing_name), CASE(shared_root_template_stays_private),
          CASE(pools_can_be_disabled), CASE(pool_leftovers_are_removed_at_start),
          CASE(spawn_timing_without_pools), CASE(spawn_timing), CASE(no_leftovers))
