@@ -497,11 +497,14 @@ class Suite:
         os.unlink(raw)
         return res
 
-    def spawn_run(self, argv, runs, env=(), warmup=3, burst=False, wrap=None, timeout=600):
+    def spawn_run(self, argv, runs, env=(), warmup=3, burst=False, wrap=None, timeout=600,
+                  api=False):
         raw = self.raw_path("sp")
         cmd = [self.spawn, "-j", "-o", raw, "-n", str(runs), "-w", str(warmup)]
         if burst:
             cmd.append("-P")
+        if api:
+            cmd.append("-a")
         for e in env:
             cmd += ["-e", e]
         cmd += ["--"] + list(argv)
@@ -718,6 +721,30 @@ http {{
         r = ratio(wisp.p50, base.p50)
         self.rep.target("1 cold provided", "p50 ≤ 4× spawn+exec+wait of the same binary",
                         fmt_ratio(r), r <= 4)
+        self.rep.add()
+        # The floor of a cold start: the same bootstrap answering one invocation over the
+        # Runtime API, with no platform and no isolation (bench/spawn_baseline -a).
+        floor = None
+        for _ in range(self.n(2, 1)):
+            f = self.spawn_run([self.bootstrap], max(1, runs // 2), warmup=1, api=True)
+            floor = f["dist"] if floor is None else floor.merge(f["dist"])
+        floor = Dist(floor.values, sum(floor.values) / 1e6)
+        self.cache["floor-c"] = floor
+        self.rep.add("The floor of that cold start, measured after it: the same bootstrap "
+                     "spawned with `AWS_LAMBDA_RUNTIME_API` pointing at bench/spawn_baseline "
+                     "(`-a`), which answers its first `GET /next` with `{}` and its `POST "
+                     "/response` with 202 — a whole cold invocation of this binary with no "
+                     "platform and no isolation.")
+        self.rep.add()
+        self.rep.dist_table([
+            ("wisp cold start, provided (as above)", wisp, fmt_ratio(ratio(wisp.p50, floor.p50)),
+             fmt_ratio(ratio(wisp.p99, floor.p99))),
+            ("floor: spawn → one invocation over the Runtime API, no isolation", floor, "1.00×",
+             "1.00×"),
+        ], ["ratio p50", "ratio p99"])
+        self.rep.add(f"What wisp adds to the floor (p50 − p50): **{fmt_us(wisp.p50 - floor.p50)}**"
+                     f" (isolation, the daemon's HTTP handling, the spawner, the env's Runtime "
+                     f"API server).")
         self.rep.add()
 
     def bench_cold_python(self):

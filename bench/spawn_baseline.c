@@ -18,20 +18,33 @@
  * exit, and the elapsed time is how long N process starts take at once.
  * -o writes every latency (microseconds, one a line) to a file.
  *
- *   spawn_baseline [-n runs] [-w warmup] [-m spawn|fork] [-P] [-i] [-e NAME=VALUE]...
+ * With -a (Runtime API) the program is a Lambda runtime: it gets
+ * AWS_LAMBDA_RUNTIME_API pointing at a listener of this tool on loopback,
+ * which answers its first GET /next with the event {} and its POST /response
+ * with 202; a run lasts from just before the spawn to that 202, then the
+ * program is killed. That is a cold start of the same bootstrap with no
+ * platform and no isolation at all: the floor of wisp's cold start.
+ *
+ *   spawn_baseline [-n runs] [-w warmup] [-m spawn|fork] [-P | -a] [-i] [-e NAME=VALUE]...
  *                  [-v] [-o latencies.txt] [-j] -- program [args...]
  *
- * Exit status 1 if any run of the program failed (non-zero exit or a signal).
+ * Exit status 1 if any run of the program failed (non-zero exit or a signal;
+ * with -a: no answer over the Runtime API within 10 s).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,8 +76,8 @@ static size_t rank(size_t n, double q)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: spawn_baseline [-n runs] [-w warmup] [-m spawn|fork] [-i] "
-                    "[-e NAME=VALUE]... [-v] [-j] -- program [args...]\n");
+    fprintf(stderr, "usage: spawn_baseline [-n runs] [-w warmup] [-m spawn|fork] [-P | -a] [-i] "
+                    "[-e NAME=VALUE]... [-v] [-o FILE] [-j] -- program [args...]\n");
     exit(2);
 }
 
@@ -139,15 +152,110 @@ static void burst_done(const pid_t *pids, long n, uint64_t *lat, pid_t pid, uint
             lat[i] = ns;
 }
 
+/* ---- -a: one invocation over the Runtime API ---- */
+
+/* Read from fd into buf (cap bytes) until a whole request (head and a body of
+ * Content-Length bytes) is there; false on error, end of stream or timeout. */
+static bool read_request(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    for (;;) {
+        buf[len] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end != NULL) {
+            size_t body = 0;
+            for (char *h = buf; h < end; h++)
+                if (strncasecmp(h, "\ncontent-length:", 16) == 0)
+                    body = strtoul(h + 16, NULL, 10);
+            if (len >= (size_t)(end + 4 - buf) + body)
+                return true;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (len + 1 >= cap || poll(&p, 1, 10000) != 1)
+            return false;
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n <= 0)
+            return false;
+        len += (size_t)n;
+    }
+}
+
+static bool write_all(int fd, const char *s)
+{
+    size_t len = strlen(s);
+    while (len > 0) {
+        ssize_t n = write(fd, s, len);
+        if (n <= 0)
+            return false;
+        s += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Serve the runtime's first invocation: true once its answer got the 202. */
+static bool serve_one(int listener)
+{
+    struct pollfd p = {.fd = listener, .events = POLLIN};
+    if (poll(&p, 1, 10000) != 1)
+        return false;
+    int c = accept(listener, NULL, NULL);
+    if (c < 0)
+        return false;
+    char buf[16384], event[512];
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    long long deadline = (long long)wall.tv_sec * 1000 + wall.tv_nsec / 1000000 + 60000;
+    snprintf(event, sizeof event,
+             "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: baseline-1\r\n"
+             "Lambda-Runtime-Deadline-Ms: %lld\r\n"
+             "Lambda-Runtime-Invoked-Function-Arn: "
+             "arn:aws:lambda:us-east-1:000000000000:function:baseline\r\n"
+             "Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000\r\n"
+             "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+             deadline);
+    bool ok =
+        read_request(c, buf, sizeof buf) && strncmp(buf, "GET ", 4) == 0 && write_all(c, event);
+    /* The runtime may answer on this connection or on a new one. */
+    int answer = c;
+    if (ok && !read_request(c, buf, sizeof buf)) {
+        p.revents = 0;
+        answer = poll(&p, 1, 10000) == 1 ? accept(listener, NULL, NULL) : -1;
+        ok = answer >= 0 && read_request(answer, buf, sizeof buf);
+    }
+    ok = ok && strncmp(buf, "POST ", 5) == 0 && strstr(buf, "/response") != NULL &&
+         write_all(answer, "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
+                           "Content-Length: 16\r\n\r\n{\"status\":\"OK\"}\n");
+    if (answer != c && answer >= 0)
+        close(answer);
+    close(c);
+    return ok;
+}
+
+/* A loopback listener on a free port; its "AWS_LAMBDA_RUNTIME_API=..." in env. */
+static int api_listener(char *env, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 64) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+        return -1;
+    snprintf(env, cap, "AWS_LAMBDA_RUNTIME_API=127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    return fd;
+}
+
 int main(int argc, char **argv)
 {
     long runs = 100, warmup = 3;
     bool use_fork = false, inherit = false, verbose = false, json = false, burst = false;
+    bool api = false;
     const char *raw_out = NULL;
     char *env[MAX_ENV + 1];
     int nenv = 0;
     int ch;
-    while ((ch = getopt(argc, argv, "+n:w:m:Pie:vo:j")) != -1) {
+    while ((ch = getopt(argc, argv, "+n:w:m:Paie:vo:j")) != -1) {
         switch (ch) {
         case 'n': runs = atol(optarg); break;
         case 'w': warmup = atol(optarg); break;
@@ -158,6 +266,7 @@ int main(int argc, char **argv)
                 usage();
             break;
         case 'P': burst = true; break;
+        case 'a': api = true; break;
         case 'i': inherit = true; break;
         case 'e':
             if (nenv == MAX_ENV)
@@ -170,11 +279,20 @@ int main(int argc, char **argv)
         default: usage();
         }
     }
-    if (optind >= argc || runs < 1 || warmup < 0 || argc - optind > MAX_ARGS)
+    if (optind >= argc || runs < 1 || warmup < 0 || argc - optind > MAX_ARGS || (api && burst))
         usage();
     if (inherit)
-        for (char **e = environ; *e != NULL && nenv < MAX_ENV; e++)
+        for (char **e = environ; *e != NULL && nenv < MAX_ENV - 1; e++)
             env[nenv++] = *e;
+    char api_env[64];
+    int listener = -1;
+    if (api) {
+        if (nenv == MAX_ENV || (listener = api_listener(api_env, sizeof api_env)) < 0) {
+            fprintf(stderr, "spawn_baseline: Runtime API listener: %s\n", strerror(errno));
+            return 2;
+        }
+        env[nenv++] = api_env;
+    }
     env[nenv] = NULL;
 
     int nargs = argc - optind;
@@ -214,9 +332,19 @@ int main(int argc, char **argv)
             }
             continue;
         }
+        bool served = true;
+        uint64_t t1 = 0;
+        if (api) {
+            served = serve_one(listener);
+            t1 = now_ns();
+            kill(pid, SIGKILL);
+        }
         if (reap(pid, &status) < 0)
             return 2;
-        uint64_t t1 = now_ns();
+        if (!api)
+            t1 = now_ns();
+        if (api) /* killed by us once answered: only the answer counts */
+            status = served ? 0 : status ? status : 1;
         if (i < 0)
             continue;
         if (t_first == 0)
