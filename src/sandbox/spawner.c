@@ -28,6 +28,11 @@
  * they come. Without that process the cgroups are made here, one at a time,
  * only when no request has come for a few milliseconds.
  *
+ * Stems keep whole sandboxes ready: nodejs stems (node started and warmed up
+ * with an empty /var/task, bound to any fitting nodejs request) and exec stems
+ * (the sandbox of one recently spawned function version, waiting in
+ * runtimes/exec-stem for the argv and environment to exec).
+ *
  * The daemon's death (EOF on the socket, or SIGTERM as the parent-death
  * signal) or a SHUTDOWN request ends everything: all sandboxes are killed,
  * reaped and their groups removed, then the spawner exits. Sandboxes also
