@@ -76,7 +76,7 @@ while True:
     out = {"start": start, "stream": os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
            "environ_same": sorted(env) == sorted("%s=%s" % kv for kv in os.environ.items()),
            "cmdline": open("/proc/1/cmdline").read().rstrip("\0").split("\0"),
-           "fds": sorted(os.listdir("/proc/self/fd"))}
+           "fds": sorted(os.listdir("/proc/self/fd")), "cpus": sorted(os.sched_getaffinity(0))}
     req = urllib.request.Request(api + rid + "/response", data=json.dumps(out).encode(), method="POST")
     urllib.request.urlopen(req).read()
 """
@@ -114,9 +114,10 @@ def exec_stem_checks(t, d, tag):
     r = json.loads(body) if st == 200 else {"status": st, "body": body[:300]}
     t.ok(r.get("start") == stem_start and r.get("stream") not in [s.get("stream") for s in seen]
          and r.get("environ_same") is True and r.get("fds") == seen[0].get("fds")
+         and r.get("cpus") == seen[0].get("cpus") == sorted(os.sched_getaffinity(0))
          and r.get("cmdline") == ["/usr/bin/python3", "/var/task/bootstrap"] == seen[0].get("cmdline"),
          "the version's next env is the stem, with exactly an exec'd env's environment, "
-         "command line and descriptors", (r, stem_start, seen))
+         "command line, descriptors and CPUs", (r, stem_start, seen))
 
 
 def main():
