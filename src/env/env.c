@@ -12,6 +12,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "obs/metrics.h"
 
 #define LINE_MAX_BYTES (256 * 1024) /* a longer line is split (never dropped) */
 #define FINISH_WAIT_MS 200          /* wait for buffered output after the exit */
@@ -448,6 +449,9 @@ static void spawn_cb(void *data, const wisp_sandbox_started_t *st, const wisp_er
         return;
     }
     env->spawned = true;
+    char labels[32];
+    snprintf(labels, sizeof labels, "how=\"%s\"", wisp_sandbox_how_name(st->how));
+    wisp_metrics_add(env->sys->m_starts, labels, 1);
     wisp_err_t e;
     if (wisp_http_server_adopt(env->sys->runtime_api, st->api_fd, env, &env->listener, &e) < 0) {
         wisp_error("env", "env %s: serving the runtime API: %s", env->id, e.msg);
@@ -548,6 +552,10 @@ int wisp_env_system_init(wisp_env_system_t *sys, uv_loop_t *loop, wisp_sandbox_t
     sys->sandbox = sb;
     sys->hooks = hooks;
     sys->hooks_data = data;
+    sys->m_starts = wisp_metrics_counter(
+        "wisp_env_starts_total",
+        "Execution environments started, by how: exec (built for the request), zygote (forked "
+        "from the python3 zygote), nodejs_stem or exec_stem (built ahead of need, then bound).");
     wisp_http_limits_t lim = {
         .max_header_bytes = 64 * 1024,
         /* Room above the 6 MiB limit so an oversized response reaches the

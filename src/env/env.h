@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "http/http.h"
+#include "obs/metrics.h"
 #include "sandbox/sandbox.h"
 
 #define WISP_ENV_RESPONSE_MAX (6u * 1024 * 1024)
@@ -77,6 +78,7 @@ typedef struct wisp_env_system {
     unsigned count;
     const wisp_env_hooks_t *hooks;
     void *hooks_data;
+    wisp_metric_t *m_starts; /* wisp_env_starts_total{how} */
 } wisp_env_system_t;
 
 /* Create the Runtime API server and attach to the sandbox exit events. */

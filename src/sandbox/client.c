@@ -262,7 +262,10 @@ static void on_spawned(wisp_sandbox_t *sb, const struct wisp__sb_result *r, int 
                                      .out_fd = fds[1],
                                      .err_fd = fds[2],
                                      .setup_ns = r->setup_ns,
-                                     .zygote = r->zygote != 0};
+                                     .zygote = r->how != WISP_SANDBOX_EXEC,
+                                     .how = r->how <= WISP_SANDBOX_EXEC_STEM
+                                                ? (wisp_sandbox_how_t)r->how
+                                                : WISP_SANDBOX_EXEC};
         p->cb(p->data, &st, NULL);
     } else {
         close_fds(fds, nfds);
@@ -466,6 +469,17 @@ void wisp_sandbox_kill(wisp_sandbox_t *sb, const char *id)
     snprintf(k.id, sizeof k.id, "%s", id);
     if (send_msg(sb, &k, sizeof k) < 0)
         spawner_gone(sb);
+}
+
+const char *wisp_sandbox_how_name(wisp_sandbox_how_t how)
+{
+    switch (how) {
+    case WISP_SANDBOX_ZYGOTE: return "zygote";
+    case WISP_SANDBOX_NODEJS_STEM: return "nodejs_stem";
+    case WISP_SANDBOX_EXEC_STEM: return "exec_stem";
+    case WISP_SANDBOX_EXEC: break;
+    }
+    return "exec";
 }
 
 uint64_t wisp_sandbox_mem_peak(wisp_sandbox_t *sb, const char *id)

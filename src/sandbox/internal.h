@@ -92,7 +92,7 @@ struct wisp__sb_result {
     int32_t code;      /* wisp_errcode_t; WISP_OK on success */
     int32_t sys_errno; /* errno behind a failure */
     int32_t pid;       /* host pid of the sandbox's first process */
-    uint32_t zygote;   /* 1 if forked from a zygote or bound from a stem */
+    uint32_t how;      /* wisp_sandbox_how_t */
     uint64_t setup_ns; /* spawner time spent on the request */
     char msg[512];     /* failure text, NUL-terminated */
 };

@@ -75,17 +75,29 @@ typedef struct wisp_sandbox_spec {
                                 NULL: always a namespace of its own */
 } wisp_sandbox_spec_t;
 
+/* How a sandbox came to be (wisp_sandbox_started_t.how). */
+typedef enum wisp_sandbox_how {
+    WISP_SANDBOX_EXEC,        /* built for the request, its runtime exec'd */
+    WISP_SANDBOX_ZYGOTE,      /* forked from the python3 zygote */
+    WISP_SANDBOX_NODEJS_STEM, /* a nodejs stem, bound */
+    WISP_SANDBOX_EXEC_STEM,   /* an exec stem (built ahead for its version), bound */
+} wisp_sandbox_how_t;
+
+/* The name of how in metrics and logs: "exec", "zygote", "nodejs_stem", "exec_stem". */
+const char *wisp_sandbox_how_name(wisp_sandbox_how_t how);
+
 typedef struct wisp_sandbox_started {
-    pid_t pid;         /* host pid of the sandbox's first process */
-    int api_fd;        /* listening socket inside the sandbox's netns; caller owns, and
-                          must have closed it (and stopped accepting on it) when the
-                          exit callback for this sandbox returns: the namespace and
-                          this very socket may then serve a later sandbox of the same
-                          reuse_key */
-    int out_fd;        /* read end of the sandbox's stdout; caller owns */
-    int err_fd;        /* read end of the sandbox's stderr; caller owns */
-    uint64_t setup_ns; /* time the spawner spent creating it */
-    bool zygote;       /* forked from a zygote instead of exec'd */
+    pid_t pid;              /* host pid of the sandbox's first process */
+    int api_fd;             /* listening socket inside the sandbox's netns; caller owns, and
+                               must have closed it (and stopped accepting on it) when the
+                               exit callback for this sandbox returns: the namespace and
+                               this very socket may then serve a later sandbox of the same
+                               reuse_key */
+    int out_fd;             /* read end of the sandbox's stdout; caller owns */
+    int err_fd;             /* read end of the sandbox's stderr; caller owns */
+    uint64_t setup_ns;      /* time the spawner spent creating it */
+    bool zygote;            /* forked from a zygote or bound from a stem instead of exec'd */
+    wisp_sandbox_how_t how; /* which of those */
 } wisp_sandbox_started_t;
 
 /* Result of wisp_sandbox_spawn: st on success, err on failure (never both).

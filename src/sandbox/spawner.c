@@ -868,19 +868,22 @@ static int xstem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int f
  * keep: NULL, or where to put the namespace and a copy of the listener for
  * reuse after the sandbox ends (-1, -1 when they cannot be kept). */
 static int create(struct spawner *s, const struct wisp__sb_spec *spec, const void *msg, size_t len,
-                  int bind_fd, int fds[3], pid_t *pid_out, bool *zygote, struct ready_net *keep,
-                  wisp_err_t *err)
+                  int bind_fd, int fds[3], pid_t *pid_out, wisp_sandbox_how_t *how,
+                  struct ready_net *keep, wisp_err_t *err)
 {
     if (keep)
         *keep = (struct ready_net){-1, -1};
     bool reuse = keep && !s->cfg->no_netns_reuse && spec->reuse_key &&
                  spec->api_port == WISP_SB_DEFAULT_PORT;
+    *how = WISP_SANDBOX_EXEC;
     if (stem_fits(s, spec) && stem_bind(s, spec, fds, pid_out) == 0) {
-        *zygote = true;
+        *how = WISP_SANDBOX_NODEJS_STEM;
         return 0;
     }
-    if (msg && keep && s->nxstems > 0 && xstem_bind(s, spec, fds, pid_out, keep) == 0)
+    if (msg && keep && s->nxstems > 0 && xstem_bind(s, spec, fds, pid_out, keep) == 0) {
+        *how = WISP_SANDBOX_EXEC_STEM;
         return 0;
+    }
     int ns_fd = -1, cg_fds[WISP_CG_N], out[2] = {-1, -1}, errp[2] = {-1, -1};
     for (int i = 0; i < WISP_CG_N; i++)
         cg_fds[i] = -1;
@@ -910,7 +913,7 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, const voi
                     fds[0] = steal_fd(&api_fd);
                     fds[1] = steal_fd(&out[0]);
                     fds[2] = steal_fd(&errp[0]);
-                    *zygote = true;
+                    *how = WISP_SANDBOX_ZYGOTE;
                     rc = 0;
                 }
                 goto out;
@@ -1095,7 +1098,7 @@ static void stem_make(struct spawner *s)
     fcntl(pipefd[1], F_SETFL, O_NONBLOCK);
     struct stem st = {.bind_w = pipefd[1], .mnt_fd = -1, .fds = {-1, -1, -1}};
     pid_t pid = -1;
-    bool unused;
+    wisp_sandbox_how_t unused;
     int rc = create(s, &spec, NULL, 0, pipefd[0], st.fds, &pid, &unused, NULL, &err);
     close(pipefd[0]);
     if (rc < 0) {
@@ -1495,7 +1498,7 @@ static void xstem_make(struct spawner *s, struct xhot *h)
     wisp_err_t err;
     wisp_err_clear(&err);
     pid_t pid = -1;
-    bool unused;
+    wisp_sandbox_how_t unused;
     int rc = create(s, &spec, NULL, 0, sp[0], x.st.fds, &pid, &unused, &x.net, &err);
     close(sp[0]);
     if (rc == 0 && kept_copy(&x.k, h->k.msg, h->k.len) < 0) {
@@ -1604,10 +1607,10 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
     int fds[3];
     struct ready_net keep;
     pid_t pid = -1;
-    bool zygote = false;
+    wisp_sandbox_how_t how = WISP_SANDBOX_EXEC;
     if (find_id(s, spec.id)) {
         wisp_err_set(&err, WISP_ECONFLICT, "sandbox %s exists", spec.id);
-    } else if (create(s, &spec, msg, len, -1, fds, &pid, &zygote, &keep, &err) == 0) {
+    } else if (create(s, &spec, msg, len, -1, fds, &pid, &how, &keep, &err) == 0) {
         struct sbx *b = xcalloc(1, sizeof *b);
         snprintf(b->id, sizeof b->id, "%s", spec.id);
         b->pid = pid;
@@ -1615,12 +1618,12 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
         b->key = keep.ns_fd >= 0 ? xstrdup(spec.reuse_key) : NULL;
         b->next = s->list;
         s->list = b;
-        struct wisp__sb_result r = {.hdr = {WISP_SB_SPAWNED, seq}, .pid = pid, .zygote = zygote};
+        struct wisp__sb_result r = {.hdr = {WISP_SB_SPAWNED, seq}, .pid = pid, .how = how};
         r.setup_ns = wisp_mono_ns() - t0;
         send_or_die(s, &r, sizeof r, fds, 3);
         for (int i = 0; i < 3; i++)
             close(fds[i]);
-        if (!zygote)
+        if (how == WISP_SANDBOX_EXEC || how == WISP_SANDBOX_EXEC_STEM)
             xstem_note(s, &spec, msg, len);
         wisp__sb_spec_free(&spec);
         return;

@@ -6,6 +6,7 @@ function; an env whose environment node reads at start is exec'd instead."""
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 
@@ -72,14 +73,23 @@ while True:
         r.read()
     with open("/proc/1/stat") as f:
         start = f.read().rsplit(")", 1)[1].split()[19]
+    tmp = sorted(os.listdir("/tmp"))
+    open("/tmp/left-by-" + rid, "w").write("x")
     env = open("/proc/self/environ").read().rstrip("\0").split("\0")
-    out = {"start": start, "stream": os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+    out = {"start": start, "tmp": tmp, "stream": os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
            "environ_same": sorted(env) == sorted("%s=%s" % kv for kv in os.environ.items()),
            "cmdline": open("/proc/1/cmdline").read().rstrip("\0").split("\0"),
            "fds": sorted(os.listdir("/proc/self/fd")), "cpus": sorted(os.sched_getaffinity(0))}
     req = urllib.request.Request(api + rid + "/response", data=json.dumps(out).encode(), method="POST")
     urllib.request.urlopen(req).read()
 """
+
+
+def starts(d):
+    """wisp_env_starts_total by how, from /metrics."""
+    _, _, body = d.request("GET", "/metrics", token=False)
+    return {m.group(1): float(m.group(2)) for m in
+            re.finditer(rb'wisp_env_starts_total\{how="([a-z_]+)"\} ([0-9.e+]+)', body)}
 
 
 def start_time(pid):
@@ -93,6 +103,7 @@ def exec_stem_checks(t, d, tag):
     becomes has exactly its own environment and command line."""
     for name in ("xs-a", "xs-b"):
         d.deploy(name, {"bootstrap": (XSTEM_BOOT, 0o755)}, runtime="provided", idle_timeout_s=0)
+    before = starts(d)
     seen = []
     for _ in range(2):
         st, h, body = d.invoke("xs-a")
@@ -114,14 +125,19 @@ def exec_stem_checks(t, d, tag):
     r = json.loads(body) if st == 200 else {"status": st, "body": body[:300]}
     t.ok(r.get("start") == stem_start and r.get("stream") not in [s.get("stream") for s in seen]
          and r.get("environ_same") is True and r.get("fds") == seen[0].get("fds")
+         and r.get("tmp") == [] == seen[1].get("tmp")
          and r.get("cpus") == seen[0].get("cpus") == sorted(os.sched_getaffinity(0))
          and r.get("cmdline") == ["/usr/bin/python3", "/var/task/bootstrap"] == seen[0].get("cmdline"),
          "the version's next env is the stem, with exactly an exec'd env's environment, "
-         "command line, descriptors and CPUs", (r, stem_start, seen))
+         "command line, descriptors and CPUs, and an empty /tmp", (r, stem_start, seen))
+    after = starts(d)
+    gained = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    t.ok(gained.get(b"exec") == 3 and gained.get(b"exec_stem") == 1 and after.get(b"nodejs_stem", 0) >= 1,
+         "wisp_env_starts_total counts the envs by how they started", (before, after))
 
 
 def main():
-    t = Tap(18)
+    t = Tap(19)
     with Daemon() as d:
         def probe(fn, ev):
             st, h, body = d.invoke(fn, ev, timeout=60)
