@@ -1068,6 +1068,18 @@ static void stem_forget(struct spawner *s, const struct sbx *b, bool close_fds)
         }
 }
 
+/* A stem's bind socket: sp[0] becomes its descriptor 3, sp[1] is the
+ * spawner's end, which writes the bind's message at once and never blocks. */
+static int stem_socket(int sp[2])
+{
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+        return -1;
+    int sndbuf = 4 * WISP_SB_MSG_MAX;
+    setsockopt(sp[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    fcntl(sp[1], F_SETFL, O_NONBLOCK);
+    return 0;
+}
+
 /* Start one stem (the spawner is idle). */
 static void stem_make(struct spawner *s)
 {
@@ -1088,14 +1100,10 @@ static void stem_make(struct spawner *s)
     wisp_err_t err;
     wisp_err_clear(&err);
     int pipefd[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pipefd) < 0) {
+    if (stem_socket(pipefd) < 0) {
         stem_failed(s, "socketpair", strerror(errno));
         return;
     }
-    /* The environment is written at once; never block on it. */
-    int sndbuf = 4 * WISP_SB_MSG_MAX;
-    setsockopt(pipefd[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    fcntl(pipefd[1], F_SETFL, O_NONBLOCK);
     struct stem st = {.bind_w = pipefd[1], .mnt_fd = -1, .fds = {-1, -1, -1}};
     pid_t pid = -1;
     wisp_sandbox_how_t unused;
@@ -1486,14 +1494,10 @@ static void xstem_make(struct spawner *s, struct xhot *h)
     spec.argv = (char **)argv;
     spec.envp = (char **)envp;
     int sp[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+    if (stem_socket(sp) < 0) {
         xstem_failed(s, "socketpair", strerror(errno));
         return;
     }
-    /* The bind's message is written at once; never block on it. */
-    int sndbuf = 4 * WISP_SB_MSG_MAX;
-    setsockopt(sp[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    fcntl(sp[1], F_SETFL, O_NONBLOCK);
     x.st = (struct stem){.bind_w = sp[1], .mnt_fd = -1, .fds = {-1, -1, -1}, .ready = true};
     wisp_err_t err;
     wisp_err_clear(&err);

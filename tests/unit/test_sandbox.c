@@ -959,26 +959,35 @@ static int cmp_u64(const void *a, const void *b)
 
 /* ---- pools ------------------------------------------------------------------ */
 
-/* Our spawner: the child of this process named wisp-spawner. */
-static pid_t find_spawner(void)
+/* The last child of parent whose /proc/<pid>/<file> starts with the want_len
+ * bytes of want, or -1. */
+static pid_t child_with(pid_t parent, const char *file, const char *want, size_t want_len)
 {
     pid_t found = -1;
     DIR *d = opendir("/proc");
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
-        char path[300], comm[64] = "";
-        snprintf(path, sizeof path, "/proc/%s/comm", e->d_name);
-        FILE *c = fopen(path, "r");
-        if (c == NULL)
+        char path[300], text[64];
+        snprintf(path, sizeof path, "/proc/%s/%s", e->d_name, file);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
             continue;
-        bool named = fgets(comm, sizeof comm, c) && strcmp(comm, "wisp-spawner\n") == 0;
-        fclose(c);
+        size_t n = fread(text, 1, sizeof text, f);
+        fclose(f);
         pid_t pid = (pid_t)atoi(e->d_name);
-        if (named && parent_of(pid) == getpid())
+        if (n >= want_len && memcmp(text, want, want_len) == 0 && parent_of(pid) == parent)
             found = pid;
     }
     if (d)
         closedir(d);
+    return found;
+}
+
+/* Our spawner: the child of this process named wisp-spawner. */
+static pid_t find_spawner(void)
+{
+    static const char comm[] = "wisp-spawner\n";
+    pid_t found = child_with(getpid(), "comm", comm, sizeof comm - 1);
     CHECK(found > 0);
     return found;
 }
@@ -1273,25 +1282,8 @@ static void build_exec_stem(void)
 /* The exec stem the spawner holds (a child of it running /var/runtime/exec-stem), or -1. */
 static pid_t find_exec_stem(pid_t spawner)
 {
-    pid_t found = -1;
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        char path[300], cmd[64] = "";
-        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
-        FILE *c = fopen(path, "r");
-        if (c == NULL)
-            continue;
-        size_t n = fread(cmd, 1, sizeof cmd - 1, c);
-        fclose(c);
-        cmd[n] = '\0';
-        pid_t pid = (pid_t)atoi(e->d_name);
-        if (strcmp(cmd, "/var/runtime/exec-stem") == 0 && parent_of(pid) == spawner)
-            found = pid;
-    }
-    if (d)
-        closedir(d);
-    return found;
+    static const char cmdline[] = "/var/runtime/exec-stem"; /* with its NUL */
+    return child_with(spawner, "cmdline", cmdline, sizeof cmdline);
 }
 
 static pid_t wait_exec_stem(pid_t spawner)
