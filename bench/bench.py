@@ -292,7 +292,7 @@ def meminfo_kib(field):
 class Daemon:
     """A wisp daemon started for the benchmarks, with a clean environment."""
 
-    def __init__(self, args, tmp, extra=()):
+    def __init__(self, args, tmp, extra=(), env_over=None):
         self.args = args
         self.dir = tempfile.mkdtemp(prefix="daemon-", dir=tmp)
         self.data = os.path.join(self.dir, "data")
@@ -311,6 +311,7 @@ class Daemon:
         for k in ("WISP_NETNS_REUSE", "WISP_ZYGOTE", "WISP_EXEC_STEMS"):
             if k in os.environ:
                 env[k] = os.environ[k]
+        env.update(env_over or {})
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=env,
                                      stdin=subprocess.DEVNULL)
         self.pid = self.proc.pid
@@ -555,10 +556,10 @@ class Suite:
                                f"{res['timeouts']} timeouts of {res['requests']} "
                                f"| daemon: {self.daemon.log_tail(6) if self.daemon else ''}")
 
-    def start_daemon(self, extra=()):
+    def start_daemon(self, extra=(), env=None):
         if self.daemon is not None:
             self.daemon.stop()
-        self.daemon = Daemon(self.a, self.tmp, extra)
+        self.daemon = Daemon(self.a, self.tmp, extra, env)
 
     def start_nginx(self):
         if self.nginx is not None:
@@ -745,6 +746,33 @@ http {{
         self.rep.add(f"What wisp adds to the floor (p50 − p50): **{fmt_us(wisp.p50 - floor.p50)}**"
                      f" (isolation, the daemon's HTTP handling, the spawner, the env's Runtime "
                      f"API server).")
+        self.rep.add()
+        # The same cold starts without exec stems (the switch is the daemon's: a second one).
+        off = None
+        self.drop_functions()
+        self.start_daemon(env={"WISP_EXEC_STEMS": "0"})
+        try:
+            fn = self.new_function("cold-nostem", "provided",
+                                   {"handler": "bootstrap", "idle_timeout_s": 0})
+            self.daemon.invoke(fn)
+            w = self.wisp_load(fn, conns=1, requests=max(1, runs // 2), pause_us=3000,
+                               cold_only=True)
+            self.check_ok(w, "cold start provided, exec stems off")
+            off = Dist(w["dist"].values, sum(w["dist"].values) / 1e6)
+        finally:
+            self.drop_functions()
+            self.start_daemon()
+        self.rep.add("The same cold starts with exec stems off (`WISP_EXEC_STEMS=0`, a second "
+                     "daemon, measured after the rest of this section):")
+        self.rep.add()
+        self.rep.dist_table([
+            ("wisp cold start, provided, exec stems off", off,
+             fmt_ratio(ratio(off.p50, floor.p50)), fmt_ratio(ratio(off.p99, floor.p99))),
+            ("wisp cold start, provided (exec stems, as above)", wisp,
+             fmt_ratio(ratio(wisp.p50, floor.p50)), fmt_ratio(ratio(wisp.p99, floor.p99))),
+        ], ["ratio p50 to the floor", "ratio p99 to the floor"])
+        self.rep.add(f"Exec stems: p50 {fmt_us(off.p50)} → {fmt_us(wisp.p50)} "
+                     f"({fmt_ratio(ratio(wisp.p50, off.p50))}).")
         self.rep.add()
 
     def bench_cold_python(self):
