@@ -232,6 +232,20 @@ static bool serve_one(int listener)
     return ok;
 }
 
+/* Close the connections still queued on the listener: a runtime killed right
+ * after its answer may have opened one (to send its next GET /next) that the
+ * next run must not take for its own. */
+static void drain_backlog(int listener)
+{
+    struct pollfd p = {.fd = listener, .events = POLLIN};
+    while (poll(&p, 1, 0) == 1) {
+        int c = accept(listener, NULL, NULL);
+        if (c < 0)
+            break;
+        close(c);
+    }
+}
+
 /* A loopback listener on a free port; its "AWS_LAMBDA_RUNTIME_API=..." in env. */
 static int api_listener(char *env, size_t cap)
 {
@@ -309,6 +323,8 @@ int main(int argc, char **argv)
         for (int a = 0; a < nargs; a++)
             args[a] = (char *)subst(argv[optind + a], i + warmup, bufs[a], sizeof(bufs[a]));
         args[nargs] = NULL;
+        if (api)
+            drain_backlog(listener); /* the previous run's process is reaped: none can come */
         uint64_t t0 = now_ns();
         if (burst && i >= 0 && t_first == 0)
             t_first = t0;
