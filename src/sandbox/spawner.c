@@ -1068,6 +1068,15 @@ static void stem_forget(struct spawner *s, const struct sbx *b, bool close_fds)
         }
 }
 
+/* Append the entries of v to b, each NUL-terminated (a stem's bind message). */
+static int put_strv(wisp_buf_t *b, char *const *v, wisp_err_t *err)
+{
+    for (; *v; v++)
+        if (wisp_buf_append(b, *v, strlen(*v) + 1, err) < 0)
+            return -1;
+    return 0;
+}
+
 /* A stem's bind socket: sp[0] becomes its descriptor 3, sp[1] is the
  * spawner's end, which writes the bind's message at once and never blocks. */
 static int stem_socket(int sp[2])
@@ -1239,9 +1248,7 @@ static int stem_prepare(struct spawner *s, struct stem *st, const struct wisp__s
         return wisp_err_set(err, WISP_EINTERNAL, "the mount helper failed (status %d)", status);
     /* The environment, each entry NUL-terminated, then end of file. */
     wisp_buf_t env = WISP_BUF_INIT(WISP_SB_MSG_MAX);
-    int rc = 0;
-    for (char **e = spec->envp; rc == 0 && *e; e++)
-        rc = wisp_buf_append(&env, *e, strlen(*e) + 1, err);
+    int rc = put_strv(&env, spec->envp, err);
     ssize_t n = rc == 0 ? write(st->bind_w, env.data, env.len) : -1;
     bool whole = rc == 0 && n == (ssize_t)env.len;
     int werr = errno;
@@ -1479,7 +1486,7 @@ static void xstem_make(struct spawner *s, struct xhot *h)
 {
     struct xstem x = {.net = {-1, -1}, .made_ns = wisp_mono_ns()};
     struct stat code;
-    if (stat(h->k.spec.code_dir, &code) < 0) {
+    if (stat(h->k.spec.code_dir, &code) < 0 || kept_copy(&x.k, h->k.msg, h->k.len) < 0) {
         h->wanted = false; /* the folder is gone: so is the version */
         return;
     }
@@ -1496,6 +1503,7 @@ static void xstem_make(struct spawner *s, struct xhot *h)
     int sp[2];
     if (stem_socket(sp) < 0) {
         xstem_failed(s, "socketpair", strerror(errno));
+        kept_free(&x.k);
         return;
     }
     x.st = (struct stem){.bind_w = sp[1], .mnt_fd = -1, .fds = {-1, -1, -1}, .ready = true};
@@ -1505,18 +1513,9 @@ static void xstem_make(struct spawner *s, struct xhot *h)
     wisp_sandbox_how_t unused;
     int rc = create(s, &spec, NULL, 0, sp[0], x.st.fds, &pid, &unused, &x.net, &err);
     close(sp[0]);
-    if (rc == 0 && kept_copy(&x.k, h->k.msg, h->k.len) < 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, __WALL);
-        discard_groups(s, id);
-        ready_net_close(&x.net);
-        stem_close(&x.st);
-        rc = wisp_err_set(&err, WISP_EINTERNAL, "copy of the request");
-        sp[1] = -1;
-    }
     if (rc < 0) {
-        if (sp[1] >= 0)
-            close(sp[1]);
+        close(sp[1]);
+        kept_free(&x.k);
         xstem_failed(s, "start", err.msg);
         h->wanted = false;
         return;
@@ -1554,13 +1553,11 @@ static int xstem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int f
     }
     /* The message: argv, an empty entry, envp, an empty entry. */
     wisp_buf_t m = WISP_BUF_INIT(WISP_SB_MSG_MAX + 1);
-    int rc = 0;
-    for (char **a = spec->argv; rc == 0 && *a; a++)
-        rc = wisp_buf_append(&m, *a, strlen(*a) + 1, &err);
+    int rc = put_strv(&m, spec->argv, &err);
     if (rc == 0)
         rc = wisp_buf_append(&m, "", 1, &err);
-    for (char **e = spec->envp; rc == 0 && *e; e++)
-        rc = wisp_buf_append(&m, *e, strlen(*e) + 1, &err);
+    if (rc == 0)
+        rc = put_strv(&m, spec->envp, &err);
     if (rc == 0)
         rc = wisp_buf_append(&m, "", 1, &err);
     if (rc == 0 && m.len >= WISP_SB_MSG_MAX)
@@ -1770,6 +1767,19 @@ static void send_or_die(struct spawner *s, const void *msg, size_t len, const in
 
 /* ---- the loop ---------------------------------------------------------------- */
 
+/* The poll timeout that also wakes in ms milliseconds (ms < 0: no deadline). */
+static int sooner(int timeout, int ms)
+{
+    return ms >= 0 && (timeout < 0 || ms < timeout) ? ms : timeout;
+}
+
+/* Milliseconds (rounded up) until since_ns reaches wait_ms; 0 once it has. */
+static int ms_until(uint64_t since_ns, unsigned wait_ms)
+{
+    uint64_t wait = (uint64_t)wait_ms * 1000000u;
+    return since_ns >= wait ? 0 : (int)((wait - since_ns) / 1000000u) + 1;
+}
+
 static void handle_signals(struct spawner *s)
 {
     struct signalfd_siginfo si;
@@ -1859,33 +1869,25 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
          * the pools would otherwise never refill). */
         bool refill = want_cg(&s) || want_stem(&s);
         uint64_t since = wisp_mono_ns() - s.last_spawn_ns;
-        uint64_t idle = (uint64_t)(want_cg(&s) ? REFILL_IDLE_MS : STEM_IDLE_MS) * 1000000u;
-        int timeout = busy ? FINALIZE_RETRY_MS : -1;
-        int expiry = used_expire(&s);
-        if (expiry >= 0 && (timeout < 0 || expiry < timeout))
-            timeout = expiry;
-        expiry = xstem_expire(&s);
-        if (expiry >= 0 && (timeout < 0 || expiry < timeout))
-            timeout = expiry;
+        unsigned idle_ms = want_cg(&s) ? REFILL_IDLE_MS : STEM_IDLE_MS;
         struct xhot *hot = xstem_wanted(&s);
-        uint64_t xidle = (uint64_t)XSTEM_IDLE_MS * 1000000u;
-        if (hot) {
-            int left = since >= xidle ? 0 : (int)((xidle - since) / 1000000u) + 1;
-            timeout = timeout < 0 || left < timeout ? left : timeout;
-        }
-        if (refill) {
-            int left = since >= idle ? 0 : (int)((idle - since) / 1000000u) + 1;
-            timeout = timeout < 0 || left < timeout ? left : timeout;
-        }
+        int timeout = busy ? FINALIZE_RETRY_MS : -1;
+        timeout = sooner(timeout, used_expire(&s));
+        timeout = sooner(timeout, xstem_expire(&s));
+        if (hot)
+            timeout = sooner(timeout, ms_until(since, XSTEM_IDLE_MS));
+        if (refill)
+            timeout = sooner(timeout, ms_until(since, idle_ms));
         int n = poll(p, 4 + STEMS_MAX, timeout);
         if (n < 0 && errno != EINTR)
             shutdown_all(&s, 1);
         /* No request waiting and the last spawn is long enough ago: add one
          * item to each pool, then look again. */
-        if (refill && !(p[1].revents & POLLIN) && wisp_mono_ns() - s.last_spawn_ns >= idle)
+        since = wisp_mono_ns() - s.last_spawn_ns;
+        if (refill && !(p[1].revents & POLLIN) && ms_until(since, idle_ms) == 0)
             refill_one(&s);
         /* The same for an exec stem, which is wanted sooner. */
-        if (hot && !(p[1].revents & POLLIN) && wisp_mono_ns() - s.last_spawn_ns >= xidle &&
+        if (hot && !(p[1].revents & POLLIN) && ms_until(since, XSTEM_IDLE_MS) == 0 &&
             (hot = xstem_wanted(&s)) != NULL)
             xstem_make(&s, hot);
         if (p[2].revents && s.zyg.pid > 0 && !s.zyg.ready)
