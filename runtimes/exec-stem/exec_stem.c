@@ -7,14 +7,16 @@
  * mounted, unprivileged, seccomp loaded. Instead of the function's runtime it
  * runs this program, mounted at /var/runtime/exec-stem, which waits on
  * descriptor 3 (a stream socket to the spawner). When a request binds the
- * stem, the spawner writes the request's command line and environment and
- * closes its end; this program closes descriptor 3 and execs them, so the
+ * stem, the spawner writes the request's command line and environment; this
+ * program closes descriptor 3 and execs them as soon as the whole message is
+ * in (not at the spawner's close: that would be a second wake-up), so the
  * runtime starts exactly as the spawner's own exec would have started it.
  *
- * The message: the argv entries, each NUL-terminated, an empty entry, the
- * envp entries, each NUL-terminated, and an empty entry; then end of file.
- * Anything else (the spawner gone, a short message) ends the stem with
- * status 1 and execs nothing.
+ * The message: its body's length (4 bytes, native byte order), then the body:
+ * the argv entries, each NUL-terminated, an empty entry, the envp entries,
+ * each NUL-terminated, and an empty entry. Anything else (end of file first:
+ * the spawner dropped the stem or is gone; a short, long or malformed
+ * message) ends the stem with status 1 and execs nothing.
  *
  * No C library: this program is exec'd once for every stem, and on the
  * virtual machines measured a static glibc start (relocations, cpuid traps,
@@ -65,7 +67,8 @@ __asm__(".text\n.globl _start\n_start:\n mov x29, #0\n mov x0, sp\n bl stem_main
 
 #define EINTR 4
 
-static char msg[MSG_MAX + 1];
+static char buf[4 + MSG_MAX + 1]; /* the length, then the body and a NUL */
+static char *const msg = buf + 4;
 static char *vec[VEC_MAX];
 
 __attribute__((noreturn)) static void leave(int code)
@@ -117,23 +120,35 @@ __attribute__((noreturn, used)) void stem_main(long *sp);
 void stem_main(long *sp)
 {
     (void)sp;
-    unsigned long len = 0;
-    for (;;) {
-        long r = sys3(SYS_READ, 3, (long)(msg + len), (long)(MSG_MAX - len));
+    unsigned long got = 0, want = 0; /* bytes read; 4 + the body's length once known */
+    while (want == 0 || got < want) {
+        long r = sys3(SYS_READ, 3, (long)(buf + got), (long)(sizeof buf - 1 - got));
         if (r == -EINTR)
             continue;
         if (r < 0)
             leave(1);
-        if (r == 0)
-            break;
-        len += (unsigned long)r;
-        if (len == MSG_MAX) {
-            say("wisp exec-stem: message too long\n");
+        if (r == 0) {
+            if (got == 0)
+                leave(1); /* not bound: the spawner dropped the stem */
+            say("wisp exec-stem: short message\n");
             leave(1);
         }
+        got += (unsigned long)r;
+        if (want == 0 && got >= 4) {
+            unsigned int body;
+            __builtin_memcpy(&body, buf, 4);
+            if (body > MSG_MAX) {
+                say("wisp exec-stem: message too long\n");
+                leave(1);
+            }
+            want = 4 + (unsigned long)body;
+        }
     }
-    if (len == 0)
-        leave(1); /* not bound: the spawner dropped the stem */
+    if (got != want) {
+        say("wisp exec-stem: message too long\n");
+        leave(1);
+    }
+    unsigned long len = want - 4;
     msg[len] = '\0';
     long envp = split(len);
     if (envp < 0) {

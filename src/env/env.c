@@ -324,6 +324,12 @@ static void finish_event(wisp_env_t *env, const char *error_type, const char *bo
     drain_output(env);
     wisp_env_event_t *ev = steal_pointer(&env->event);
     env->sys->hooks->done(env->sys->hooks_data, env, ev, error_type, body, len);
+    /* After the answer has gone: the spawner may now do what it kept from
+     * competing with this env's start (it builds exec stems then). */
+    if (!env->answered && env->spawned) {
+        env->answered = true;
+        wisp_sandbox_up(env->sys->sandbox, env->id);
+    }
 }
 
 static void handle_result(wisp_env_t *env, wisp_http_req_t *req, const char *id, bool is_error)

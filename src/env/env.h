@@ -99,6 +99,7 @@ struct wisp_env {
     unsigned memory_mb;
     bool cold;         /* no event delivered yet */
     bool spawned;      /* the sandbox exists (exit event will come) */
+    bool answered;     /* its runtime has answered an event (the spawner was told) */
     bool stale;        /* retire after the current event */
     uint64_t start_ns; /* spawn requested */
     uint64_t init_ns;  /* first /next arrived (0 before) */

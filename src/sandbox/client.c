@@ -471,6 +471,16 @@ void wisp_sandbox_kill(wisp_sandbox_t *sb, const char *id)
         spawner_gone(sb);
 }
 
+void wisp_sandbox_up(wisp_sandbox_t *sb, const char *id)
+{
+    if (sb->dead || !wisp__sb_id_valid(id) || !id_known(sb, id))
+        return;
+    struct wisp__sb_kill k = {.hdr = {WISP_SB_UP, 0}};
+    snprintf(k.id, sizeof k.id, "%s", id);
+    if (send_msg(sb, &k, sizeof k) < 0)
+        spawner_gone(sb);
+}
+
 const char *wisp_sandbox_how_name(wisp_sandbox_how_t how)
 {
     switch (how) {

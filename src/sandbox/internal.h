@@ -55,6 +55,9 @@ enum wisp__sb_type {
     WISP_SB_RELEASED,  /* daemon -> spawner: wisp__sb_kill; after an EXIT, the daemon has
                           closed its copy of that sandbox's listener (its network
                           namespace may now serve another sandbox, spawner.c) */
+    WISP_SB_UP,        /* daemon -> spawner: wisp__sb_kill; that sandbox's runtime has
+                          answered its first invocation: it has started (spawner.c
+                          builds exec stems only while no sandbox is starting) */
 };
 
 struct wisp__sb_hdr {

@@ -92,12 +92,13 @@
 #define REUSE_TTL_MS 10000
 /* Exec stems (see "exec stems"): at most XSTEMS_MAX, one per function
  * version, made for a version that was spawned twice within XSTEM_HOT_MS,
- * once the spawner has had no request for XSTEM_IDLE_MS; one unbound for
+ * once no sandbox started for a request is still starting (WISP_SB_UP), or
+ * at the latest once no request has come for XSTEM_IDLE_MS; one unbound for
  * XSTEM_TTL_MS is killed. XSTEM_HOT_MAX versions are remembered. */
 #define XSTEMS_MAX 4
 #define XSTEM_HOT_MAX 16
 #define XSTEM_HOT_MS 10000
-#define XSTEM_IDLE_MS 3
+#define XSTEM_IDLE_MS 10
 #define XSTEM_TTL_MS 10000
 #define XSTEM_MAX_FAILURES 3
 #define XSTEM_PREFIX "xstem." /* no sandbox id has a dot */
@@ -128,6 +129,7 @@ struct sbx {
     int attempts;         /* cleanup tries so far */
     bool stem;            /* an unbound stem: the daemon does not know it */
     bool xstem;           /* ... an exec stem (else a nodejs one) */
+    bool starting;        /* started for a request; its runtime has not answered yet (WISP_SB_UP) */
     struct ready_net net; /* its namespace and a copy of its listener, kept for reuse */
     char *key;            /* its reuse_key (with net): who may reuse the namespace */
 };
@@ -230,6 +232,7 @@ struct spawner {
     int nxstems;
     unsigned next_xstem;
     int xstem_failures; /* at XSTEM_MAX_FAILURES: no more exec stems */
+    int nstarting;      /* sandboxes of the list with starting set */
     int keep_fd_max;    /* a namespace is kept only while descriptors stay below this */
 };
 
@@ -1318,12 +1321,15 @@ static void stem_hello(struct spawner *s, struct stem *st)
  * An exec stem is that sandbox built ahead of need for one function version.
  * Once the same spec (code, runtime, argv, limits, port, reuse_key; not the
  * id or the environment) has been spawned twice within XSTEM_HOT_MS, the
- * spawner, when no request has come for XSTEM_IDLE_MS, builds a sandbox from
- * that very spec whose first process is runtimes/exec-stem instead of the
- * runtime, waiting on descriptor 3 (a stream socket). The next request with
- * that spec binds it: its groups are renamed to the request's id, and the
- * request's argv and environment are written to the socket, which is then
- * closed; exec-stem execs them. Nothing of the function runs before its
+ * spawner, once no sandbox is starting (the runtime of every sandbox started
+ * for a request has answered its first invocation, which the daemon tells
+ * with WISP_SB_UP, or has ended: the build then never competes for the CPUs
+ * with a start) or at the latest when no request has come for XSTEM_IDLE_MS,
+ * builds a sandbox from that very spec whose first process is
+ * runtimes/exec-stem instead of the runtime, waiting on descriptor 3 (a
+ * stream socket). The next request with that spec binds it: its groups are
+ * renamed to the request's id, and the request's argv and environment are
+ * written to the socket; exec-stem execs them. Nothing of the function runs before its
  * request, its limits were the function's from the start, and it execs
  * exactly what the spawner would have exec'd; what differs is the start time
  * of the sandbox's first process and the few pages exec-stem touched in its
@@ -1551,17 +1557,26 @@ static int xstem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int f
         xstem_drop(s, i);
         return -1;
     }
-    /* The message: argv, an empty entry, envp, an empty entry. */
+    /* The message: the body's length, then the body: argv, an empty entry,
+     * envp, an empty entry. With the length, exec-stem execs as soon as it
+     * has the whole message, not at the close (one wake-up fewer). */
     wisp_buf_t m = WISP_BUF_INIT(WISP_SB_MSG_MAX + 1);
-    int rc = put_strv(&m, spec->argv, &err);
+    uint32_t body = 0;
+    int rc = wisp_buf_append(&m, &body, sizeof body, &err);
+    if (rc == 0)
+        rc = put_strv(&m, spec->argv, &err);
     if (rc == 0)
         rc = wisp_buf_append(&m, "", 1, &err);
     if (rc == 0)
         rc = put_strv(&m, spec->envp, &err);
     if (rc == 0)
         rc = wisp_buf_append(&m, "", 1, &err);
-    if (rc == 0 && m.len >= WISP_SB_MSG_MAX)
+    if (rc == 0 && m.len - sizeof body >= WISP_SB_MSG_MAX)
         rc = wisp_err_set(&err, WISP_ELIMIT, "argv and environment too long for a stem");
+    if (rc == 0) {
+        body = (uint32_t)(m.len - sizeof body);
+        memcpy(m.data, &body, sizeof body);
+    }
     bool renamed = false;
     if (rc == 0) {
         renamed = true;
@@ -1590,7 +1605,7 @@ static int xstem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int f
     x->st.fds[0] = x->st.fds[1] = x->st.fds[2] = -1;
     *keep = x->net;
     x->net = (struct ready_net){-1, -1};
-    xstem_drop(s, i); /* closes the socket: end of file for exec-stem */
+    xstem_drop(s, i); /* closes the spawner's end */
     return 0;
 }
 
@@ -1617,6 +1632,8 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
         b->pid = pid;
         b->net = keep;
         b->key = keep.ns_fd >= 0 ? xstrdup(spec.reuse_key) : NULL;
+        b->starting = true;
+        s->nstarting++;
         b->next = s->list;
         s->list = b;
         struct wisp__sb_result r = {.hdr = {WISP_SB_SPAWNED, seq}, .pid = pid, .how = how};
@@ -1631,6 +1648,18 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
     }
     reply_error(s, seq, &err, t0);
     wisp__sb_spec_free(&spec);
+}
+
+/* The daemon says a sandbox's runtime has answered its first invocation. */
+static void do_up(struct spawner *s, const void *msg, size_t len)
+{
+    const struct wisp__sb_kill *k = msg;
+    struct sbx *b =
+        len == sizeof *k && memchr(k->id, '\0', sizeof k->id) ? find_id(s, k->id) : NULL;
+    if (b && b->starting) {
+        b->starting = false;
+        s->nstarting--;
+    }
 }
 
 static void do_kill(struct spawner *s, const void *msg, size_t len)
@@ -1707,6 +1736,10 @@ static void reap(struct spawner *s, bool report)
                 }
                 b->reaped = true;
                 b->wait_status = st;
+                if (b->starting) {
+                    b->starting = false;
+                    s->nstarting--;
+                }
                 finalize(s, b, report);
                 break;
             }
@@ -1818,6 +1851,7 @@ static void handle_messages(struct spawner *s, void *buf)
             break;
         case WISP_SB_KILL: do_kill(s, buf, (size_t)n); break;
         case WISP_SB_RELEASED: do_released(s, buf, (size_t)n); break;
+        case WISP_SB_UP: do_up(s, buf, (size_t)n); break;
         case WISP_SB_SHUTDOWN: shutdown_all(s, 0);
         default: break;
         }
@@ -1874,8 +1908,11 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
         int timeout = busy ? FINALIZE_RETRY_MS : -1;
         timeout = sooner(timeout, used_expire(&s));
         timeout = sooner(timeout, xstem_expire(&s));
+        /* An exec stem is built as soon as no sandbox is starting (its
+         * clone, mounts and exec would compete for the CPUs with that start),
+         * or once no request has come for XSTEM_IDLE_MS. */
         if (hot)
-            timeout = sooner(timeout, ms_until(since, XSTEM_IDLE_MS));
+            timeout = sooner(timeout, s.nstarting ? ms_until(since, XSTEM_IDLE_MS) : 0);
         if (refill)
             timeout = sooner(timeout, ms_until(since, idle_ms));
         int n = poll(p, 4 + STEMS_MAX, timeout);
@@ -1887,7 +1924,8 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
         if (refill && !(p[1].revents & POLLIN) && ms_until(since, idle_ms) == 0)
             refill_one(&s);
         /* The same for an exec stem, which is wanted sooner. */
-        if (hot && !(p[1].revents & POLLIN) && ms_until(since, XSTEM_IDLE_MS) == 0 &&
+        if (hot && !(p[1].revents & POLLIN) &&
+            (s.nstarting == 0 || ms_until(since, XSTEM_IDLE_MS) == 0) &&
             (hot = xstem_wanted(&s)) != NULL)
             xstem_make(&s, hot);
         if (p[2].revents && s.zyg.pid > 0 && !s.zyg.ready)

@@ -1384,6 +1384,102 @@ TEST(exec_stem_serves_the_next_sandbox_of_a_version)
     fixture_down();
 }
 
+/* Run the exec-stem program outside any sandbox with msg on its descriptor
+ * 3; close_after: close the writer after msg (else keep it open until the
+ * program has ended). Its stdout and stderr go to out. Returns its wait
+ * status, or -1 if it had not ended after 5 s (then it is killed). */
+static int run_exec_stem(const void *msg, size_t len, bool close_after, char *out, size_t cap)
+{
+    int sp[2], po[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0);
+    CHECK(pipe2(po, O_CLOEXEC) == 0);
+    cleanup_free char *bin = xasprintf("%s/exec-stem", F.runtime);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(sp[0], 3);
+        dup2(po[1], 1);
+        dup2(po[1], 2);
+        execl(bin, bin, (char *)NULL);
+        _exit(126);
+    }
+    close(sp[0]);
+    close(po[1]);
+    CHECK(len == 0 || write(sp[1], msg, len) == (ssize_t)len);
+    if (close_after)
+        close(sp[1]);
+    size_t got = 0;
+    struct pollfd p = {.fd = po[0], .events = POLLIN};
+    bool ended = false;
+    while (poll(&p, 1, 5000) == 1) {
+        ssize_t n = read(po[0], out + got, cap - 1 - got);
+        if (n <= 0) {
+            ended = true;
+            break;
+        }
+        got += (size_t)n;
+    }
+    out[got] = '\0';
+    close(po[0]);
+    if (!ended)
+        kill(pid, SIGKILL);
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    if (!close_after)
+        close(sp[1]);
+    return ended ? st : -1;
+}
+
+/* A message as the spawner writes it: the body's length, then the body. */
+static size_t stem_message(char *buf, const char *body, size_t body_len)
+{
+    uint32_t n = (uint32_t)body_len;
+    memcpy(buf, &n, 4);
+    memcpy(buf + 4, body, body_len);
+    return 4 + body_len;
+}
+
+TEST(exec_stem_program_execs_a_whole_message_at_once)
+{
+    fixture_up();
+    build_exec_stem();
+    char out[4096], msg[512];
+    /* The whole message in: it execs without waiting for the writer to close
+     * (a second wake-up), with exactly the environment sent. */
+    static const char body[] = "/bin/sh\0-c\0echo \"$MARK:$HOME\"\0\0MARK=one\0\0";
+    size_t len = stem_message(msg, body, sizeof body - 1);
+    int st = run_exec_stem(msg, len, false, out, sizeof out);
+    CHECK(st != -1);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK_STR(out, "one:\n");
+    /* Nothing before the end of file: the stem was dropped, silently. */
+    st = run_exec_stem(NULL, 0, true, out, sizeof out);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    CHECK_STR(out, "");
+    /* Part of a message, then the end of file. */
+    st = run_exec_stem(msg, len - 3, true, out, sizeof out);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    CHECK(strstr(out, "short message") != NULL);
+    /* A length over the largest message. */
+    uint32_t huge = 64 * 1024 + 1;
+    memcpy(msg, &huge, 4);
+    st = run_exec_stem(msg, 4, true, out, sizeof out);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    CHECK(strstr(out, "too long") != NULL);
+    /* More bytes than the length says. */
+    len = stem_message(msg, body, sizeof body - 1);
+    memcpy(msg + len, "xx", 2);
+    st = run_exec_stem(msg, len + 2, true, out, sizeof out);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    /* A body without its environment's end: malformed, nothing exec'd. */
+    static const char bad[] = "/bin/sh\0-c\0echo run\0\0MARK=one\0";
+    len = stem_message(msg, bad, sizeof bad - 1);
+    st = run_exec_stem(msg, len, true, out, sizeof out);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    CHECK(strstr(out, "malformed") != NULL && strstr(out, "run") == NULL);
+    fixture_down();
+}
+
 TEST(exec_stems_can_be_disabled)
 {
     fixture_up_cfg3(0, true, false);
@@ -1633,6 +1729,7 @@ TAP_MAIN(CASE(runs_unprivileged_and_confined), CASE(sees_only_its_own_file_syste
          CASE(pooled_items_are_used_once), CASE(pooled_env_is_isolated),
          CASE(netns_reused_only_with_the_same_key), CASE(netns_reuse_can_be_disabled),
          CASE(exec_stem_serves_the_next_sandbox_of_a_version), CASE(exec_stems_can_be_disabled),
+         CASE(exec_stem_program_execs_a_whole_message_at_once),
          CASE(pooled_groups_never_take_an_existing_name), CASE(shared_root_template_stays_private),
          CASE(pools_can_be_disabled), CASE(pool_leftovers_are_removed_at_start),
          CASE(spawn_timing_without_pools), CASE(spawn_timing), CASE(no_leftovers))
