@@ -467,7 +467,8 @@ static struct timespec wait_for(const struct thread *t, uint64_t pause_ns, uint6
             due = at;
     }
     uint64_t d = due > now ? due - now : 0;
-    return (struct timespec){.tv_sec = (time_t)(d / 1000000000u), .tv_nsec = (long)(d % 1000000000u)};
+    return (struct timespec){.tv_sec = (time_t)(d / 1000000000u),
+                             .tv_nsec = (long)(d % 1000000000u)};
 }
 
 static void *thread_main(void *arg)
