@@ -325,10 +325,12 @@ static void finish_event(wisp_env_t *env, const char *error_type, const char *bo
     wisp_env_event_t *ev = steal_pointer(&env->event);
     env->sys->hooks->done(env->sys->hooks_data, env, ev, error_type, body, len);
     /* After the answer has gone: the spawner may now do what it kept from
-     * competing with this env's start (it builds exec stems then). */
+     * competing with this env's start (it builds exec stems then). An env
+     * retired meanwhile is being killed, which tells the spawner as much. */
     if (!env->answered && env->spawned) {
         env->answered = true;
-        wisp_sandbox_up(env->sys->sandbox, env->id);
+        if (env->state != WISP_ENV_RETIRING)
+            wisp_sandbox_up(env->sys->sandbox, env->id);
     }
 }
 

@@ -132,10 +132,10 @@ int wisp_sandbox_spawn(wisp_sandbox_t *sb, const wisp_sandbox_spec_t *spec,
 /* Kill every process of a sandbox (SIGKILL through its cgroup); the exit
  * callback follows. Unknown ids are ignored. */
 void wisp_sandbox_kill(wisp_sandbox_t *sb, const char *id);
-/* Tell the spawner that a sandbox started by exec (WISP_SANDBOX_EXEC or
- * WISP_SANDBOX_EXEC_STEM) has answered its first invocation: its start is
- * over, and work that would compete with it for the CPUs (building exec
- * stems) may run. Unknown ids are ignored. */
+/* Tell the spawner that a sandbox's runtime has answered its first
+ * invocation: its start is over, and work that would compete with it for the
+ * CPUs (building exec stems) may run. Not needed after wisp_sandbox_kill.
+ * Unknown ids are ignored. */
 void wisp_sandbox_up(wisp_sandbox_t *sb, const char *id);
 /* Current memory high-water mark of a live sandbox in bytes (0 if unknown). */
 uint64_t wisp_sandbox_mem_peak(wisp_sandbox_t *sb, const char *id);

@@ -129,7 +129,7 @@ struct sbx {
     int attempts;         /* cleanup tries so far */
     bool stem;            /* an unbound stem: the daemon does not know it */
     bool xstem;           /* ... an exec stem (else a nodejs one) */
-    bool starting;        /* started for a request; its runtime has not answered yet (WISP_SB_UP) */
+    bool starting;        /* started for a request, not answered (WISP_SB_UP) nor killed */
     struct ready_net net; /* its namespace and a copy of its listener, kept for reuse */
     char *key;            /* its reuse_key (with net): who may reuse the namespace */
 };
@@ -1675,6 +1675,10 @@ static void do_kill(struct spawner *s, const void *msg, size_t len)
      * process of a sandbox is in all of its groups, so one group is enough. */
     kill(b->pid, SIGKILL);
     wisp__cg_kill_one(s->cg, b->id);
+    if (b->starting) { /* ending, not starting: an exec stem may be built */
+        b->starting = false;
+        s->nstarting--;
+    }
 }
 
 /* ---- endings ----------------------------------------------------------------- */
