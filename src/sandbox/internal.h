@@ -255,6 +255,8 @@ int wisp__pool_start(struct wisp__pool *p, int host_ns, const struct wisp__cg *c
 int wisp__pool_recv(struct wisp__pool *p, struct wisp__pool_item *it);
 /* Let the maker make one more of kind (once per item given to a sandbox). */
 void wisp__pool_credit(struct wisp__pool *p, enum wisp__pool_kind kind);
+/* Tell the maker no sandbox is starting: it makes what is owed at once. */
+void wisp__pool_go(struct wisp__pool *p);
 /* Is pid (just reaped by the spawner) the maker? Forgets it if so. */
 bool wisp__pool_reaped(struct wisp__pool *p, pid_t pid);
 /* Stop and reap the maker (it finishes the item it is making; killed after

@@ -22,9 +22,11 @@
  * spends one per item sent and sleeps in poll() until the spawner returns
  * credits (one byte, 'n' or 'g', per item given to a sandbox), so at most
  * `size` ready items of each kind exist, queued or held by the spawner. It
- * makes what is owed once no credit has come for WISP_POOL_IDLE_MS, so as
- * not to compete with a sandbox that is starting, or at once when half a
- * pool is owed. The
+ * makes what is owed when the spawner says no sandbox is starting (a byte
+ * '!': making a namespace beside a start would slow it on a small machine),
+ * at once when half a pool is owed (a steady stream of spawns), or once no
+ * credit has come for WISP_POOL_IDLE_MS (a sandbox that takes long to
+ * start). The
  * maker exits at end of file on its socket and dies with the spawner
  * (PR_SET_PDEATHSIG).
  */
@@ -45,12 +47,14 @@
 #include "core/util.h"
 #include "sandbox/internal.h"
 
-/* How long no credit must have come before the maker makes what is owed. */
-#define WISP_POOL_IDLE_MS 3
+/* How long no credit must have come before the maker makes what is owed
+ * without the spawner's word. */
+#define WISP_POOL_IDLE_MS 10
 /* How long wisp__pool_stop waits for the maker to exit by itself. */
 #define STOP_WAIT_MS 2000
 #define CREDIT_NET 'n'
 #define CREDIT_CG 'g'
+#define GO '!' /* no sandbox is starting: make what is owed now */
 
 struct pool_msg {
     uint32_t kind;                          /* enum wisp__pool_kind */
@@ -117,10 +121,9 @@ __attribute__((noreturn)) static void maker_main(int sock, int host_ns, const st
     for (;;) {
         if (now)
             make_owed(sock, host_ns, cg, &nets, &cgs, &next_cg);
-        /* Once something is owed, make it when no credit has come for
-         * WISP_POOL_IDLE_MS (a credit means a sandbox is starting, and making
-         * a namespace beside it would slow its start on a small machine), or
-         * at once when half a pool is owed (a steady stream of spawns). */
+        /* Once something is owed, make it when the spawner says no sandbox
+         * is starting, at once when half a pool is owed (a steady stream of
+         * spawns), or when no credit has come for WISP_POOL_IDLE_MS. */
         struct pollfd p = {.fd = sock, .events = POLLIN};
         int r = poll(&p, 1, nets > 0 || cgs > 0 ? WISP_POOL_IDLE_MS : -1);
         now = r == 0;
@@ -128,16 +131,19 @@ __attribute__((noreturn)) static void maker_main(int sock, int host_ns, const st
             continue;
         char buf[64];
         ssize_t n;
+        bool go = false;
         while ((n = recv(sock, buf, sizeof buf, MSG_DONTWAIT)) > 0)
             for (ssize_t i = 0; i < n; i++) {
                 if (buf[i] == CREDIT_NET && nets < size)
                     nets++;
                 else if (buf[i] == CREDIT_CG && cgs >= 0 && cgs < size)
                     cgs++;
+                else if (buf[i] == GO)
+                    go = true;
             }
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
             _exit(0);
-        now = 2 * nets >= size || 2 * cgs >= size;
+        now = go || 2 * nets >= size || 2 * cgs >= size;
     }
 }
 
@@ -220,6 +226,13 @@ void wisp__pool_credit(struct wisp__pool *p, enum wisp__pool_kind kind)
 {
     /* If it cannot be sent, the maker is gone and recv will say so. */
     char c = kind == WISP_POOL_NET ? CREDIT_NET : CREDIT_CG;
+    if (p->sock >= 0)
+        send(p->sock, &c, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+void wisp__pool_go(struct wisp__pool *p)
+{
+    char c = GO;
     if (p->sock >= 0)
         send(p->sock, &c, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }

@@ -233,6 +233,7 @@ struct spawner {
     unsigned next_xstem;
     int xstem_failures; /* at XSTEM_MAX_FAILURES: no more exec stems */
     int nstarting;      /* sandboxes of the list with starting set */
+    bool pool_owed;     /* credits went to the maker since it was last told to go */
     int keep_fd_max;    /* a namespace is kept only while descriptors stay below this */
 };
 
@@ -549,6 +550,7 @@ static int take_net(struct spawner *s, const struct wisp__sb_spec *spec, int *ns
         *api_fd = r->api_fd;
         r->ns_fd = r->api_fd = -1;
         wisp__pool_credit(&s->pool, WISP_POOL_NET);
+        s->pool_owed = true;
         return 0;
     }
     return wisp__netns_new(s->host_netns, port, ns_fd, api_fd, err);
@@ -562,6 +564,7 @@ static int take_cg(struct spawner *s, const char *id, const struct wisp__cg_limi
         char name[32];
         cg_pool_name(name, sizeof name, s->cgs[--s->ncgs]);
         wisp__pool_credit(&s->pool, WISP_POOL_CG);
+        s->pool_owed = true;
         wisp_err_t perr;
         wisp_err_clear(&perr);
         if (wisp__cg_pool_take(s->cg, name, id, lim, cg_fds, &perr) == 0)
@@ -1919,6 +1922,11 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
             timeout = sooner(timeout, s.nstarting ? ms_until(since, XSTEM_IDLE_MS) : 0);
         if (refill)
             timeout = sooner(timeout, ms_until(since, idle_ms));
+        /* The maker refills what sandboxes took once none is starting. */
+        if (s.pool_owed && s.nstarting == 0) {
+            wisp__pool_go(&s.pool);
+            s.pool_owed = false;
+        }
         int n = poll(p, 4 + STEMS_MAX, timeout);
         if (n < 0 && errno != EINTR)
             shutdown_all(&s, 1);
