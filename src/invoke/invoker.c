@@ -142,12 +142,34 @@ static void platform_line(wisp_invoker_t *inv, struct invocation *in, const char
     tail_add(in, line, len);
 }
 
-/* Finish an invocation that ran in an env (success or function error). */
+/* Finish an invocation that ran in an env (success or function error).
+ * With peak_of, the memory high-water mark is read from that env (else
+ * max_mem_mb is it): after the answer has gone, unless the caller wants the
+ * log tail, whose REPORT line carries it (the read is a cgroup file's, tens
+ * of microseconds on a virtual machine, and the END and REPORT lines are
+ * formatted after it). */
 static void complete(wisp_invoker_t *inv, struct invocation *in, const char *error_type,
-                     const char *body, size_t len, unsigned max_mem_mb)
+                     const char *body, size_t len, wisp_env_t *peak_of, unsigned max_mem_mb)
 {
     double duration_ms = (double)(wisp_mono_ns() - in->start_ns) / 1e6;
     double queue_ms = (double)(in->start_ns - in->enqueue_ns) / 1e6;
+    wisp_invoke_result_t res = {
+        .refused = WISP_OK,
+        .request_id = in->ev.request_id,
+        .payload = body,
+        .len = len,
+        .error_type = error_type,
+        .cold = in->cold,
+        .duration_ms = duration_ms,
+        .init_ms = in->init_ms,
+        .queue_ms = queue_ms,
+        .executed_version = "$LATEST",
+    };
+    bool answered = !in->want_tail;
+    if (answered)
+        in->cb(in->cb_data, &res);
+    if (peak_of)
+        max_mem_mb = wisp_env_peak_mb(peak_of);
     if (in->log_dropped)
         platform_line(inv, in, "[wisp] %zu bytes of log output dropped: more than %u bytes",
                       in->log_dropped, WISP_LOG_INVOCATION_MAX);
@@ -160,25 +182,15 @@ static void complete(wisp_invoker_t *inv, struct invocation *in, const char *err
                   "Size: %d MB\tMax Memory Used: %u MB%s",
                   in->ev.request_id, duration_ms, ceil(duration_ms),
                   in->fs->fn ? in->fs->fn->memory_mb : 0, max_mem_mb, init);
-    wisp_invoke_result_t res = {
-        .refused = WISP_OK,
-        .request_id = in->ev.request_id,
-        .payload = body,
-        .len = len,
-        .error_type = error_type,
-        .cold = in->cold,
-        .duration_ms = duration_ms,
-        .init_ms = in->init_ms,
-        .queue_ms = queue_ms,
-        .log_tail = in->tail.data,
-        .log_tail_len = in->tail.len,
-        .executed_version = "$LATEST",
-    };
-    if (in->want_tail && in->tail.len > WISP_LOG_TAIL_MAX) {
-        res.log_tail = in->tail.data + in->tail.len - WISP_LOG_TAIL_MAX;
-        res.log_tail_len = WISP_LOG_TAIL_MAX;
+    if (!answered) {
+        res.log_tail = in->tail.data;
+        res.log_tail_len = in->tail.len;
+        if (in->tail.len > WISP_LOG_TAIL_MAX) {
+            res.log_tail = in->tail.data + in->tail.len - WISP_LOG_TAIL_MAX;
+            res.log_tail_len = WISP_LOG_TAIL_MAX;
+        }
+        in->cb(in->cb_data, &res);
     }
-    in->cb(in->cb_data, &res);
     record_and_free(inv, in, error_type ? "error" : "success", error_type, duration_ms, queue_ms,
                     max_mem_mb);
 }
@@ -190,7 +202,7 @@ static void complete_error(wisp_invoker_t *inv, struct invocation *in, const cha
     json_t *o = json_pack("{s:s,s:s}", "errorMessage", msg, "errorType", type);
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    complete(inv, in, type, body, strlen(body), max_mem_mb);
+    complete(inv, in, type, body, strlen(body), NULL, max_mem_mb);
     free(body);
 }
 
@@ -704,7 +716,7 @@ static void hook_done(void *data, wisp_env_t *env, wisp_env_event_t *ev, const c
     struct invocation *in = invocation_of(ev);
     bool first_run = fs->run_low_ns == 0;
     envelope_in(&fs->run_low_ns, wisp_mono_ns() - in->start_ns);
-    complete(inv, in, error_type, body, len, wisp_env_peak_mb(env));
+    complete(inv, in, error_type, body, len, env, 0);
     /* idle_timeout_s 0: retire right after the answer (min_warm envs stay). */
     if (fs->fn && fs->fn->idle_timeout_s == 0 && !env->stale) {
         if (count_current(fs) > (unsigned)fs->fn->min_warm)
@@ -776,7 +788,7 @@ static void fail_from_exit(wisp_invoker_t *inv, struct fnstate *fs, struct invoc
     if (during_init && fs->init_error_type) {
         cleanup_free char *type = steal_pointer(&fs->init_error_type);
         cleanup_free char *body = steal_pointer(&fs->init_error_body);
-        complete(inv, in, type, body, strlen(body), mem);
+        complete(inv, in, type, body, strlen(body), NULL, mem);
         return;
     }
     if (oom) {
