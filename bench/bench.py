@@ -747,6 +747,25 @@ http {{
                      f" (isolation, the daemon's HTTP handling, the spawner, the env's Runtime "
                      f"API server).")
         self.rep.add()
+        # How much of that is the isolation itself: the same floor measured inside a wisp env.
+        inside = self.floor_in_sandbox(max(1, runs // 2))
+        self.cache["floor-c-sandbox"] = inside
+        self.rep.add("The same floor measured inside a wisp env (a `provided` function whose "
+                     "bootstrap, a shell script, runs a static build of bench/spawn_baseline "
+                     "`-a` on the same bootstrap, then execs it to answer): every process it "
+                     "starts is in the env's namespaces, cgroups and seccomp filter, as uid "
+                     "65534, with its mounts — the isolation without the platform.")
+        self.rep.add()
+        self.rep.dist_table([
+            ("floor inside a wisp env (isolation, no platform)", inside,
+             fmt_ratio(ratio(inside.p50, floor.p50)), fmt_ratio(ratio(inside.p99, floor.p99))),
+            ("floor on the host (as above)", floor, "1.00×", "1.00×"),
+        ], ["ratio p50", "ratio p99"])
+        self.rep.add(f"Of what wisp adds, the isolation accounts for "
+                     f"{fmt_us(inside.p50 - floor.p50)} (p50 − p50) and the platform around it "
+                     f"(the client's request and answer, the daemon, the spawner's bind, the "
+                     f"wake-ups between the processes) for {fmt_us(wisp.p50 - inside.p50)}.")
+        self.rep.add()
         # The same cold starts without exec stems (the switch is the daemon's: a second one).
         off = None
         self.drop_functions()
@@ -774,6 +793,44 @@ http {{
         self.rep.add(f"Exec stems: p50 {fmt_us(off.p50)} → {fmt_us(wisp.p50)} "
                      f"({fmt_ratio(ratio(wisp.p50, off.p50))}).")
         self.rep.add()
+
+    def floor_in_sandbox(self, runs):
+        """bench/spawn_baseline -a of the no-op bootstrap, run inside a wisp env: the
+        latencies come back as the env's stderr lines (its logs)."""
+        script = (f"#!/bin/sh\n/var/task/spawn_baseline -j -a -n {runs} -w 1 "
+                  f"-o /tmp/lat.txt -- /var/task/noop >/dev/null || exit 1\n"
+                  f"while read -r v; do echo \"lat $v\" >&2; done </tmp/lat.txt\n"
+                  f"exec /var/task/noop\n")
+        with open(self.bootstrap, "rb") as f:
+            boot = f.read()
+        with open(self.spawn + "-static", "rb") as f:
+            tool = f.read()
+        self.fn_seq += 1
+        name = f"floor-in-sandbox-{self.fn_seq}"
+        self.daemon.deploy(name, {"runtime": "provided", "handler": "bootstrap",
+                                  "memory_mb": 256, "timeout_s": 120, "idle_timeout_s": 0},
+                           zip_of({"bootstrap": (script.encode(), 0o755), "noop": (boot, 0o755),
+                                   "spawn_baseline": (tool, 0o755)}))
+        self.functions.append(name)
+        self.daemon.invoke(name, timeout=180)
+        values = []
+        after = 0
+        while True:
+            st, _, body = self.daemon.request(
+                "GET", f"/v1/functions/{name}/logs?after={after}&limit=10000")
+            if st != 200:
+                raise RuntimeError(f"logs of {name}: {st} {body[:200]!r}")
+            doc = json.loads(body)
+            for r in doc["logs"]:
+                line = r.get("line", "")
+                if r.get("stream") == "stderr" and line.startswith("lat "):
+                    values.append(float(line.split()[1]))
+            if not doc["logs"]:
+                break
+            after = doc["next"]
+        if len(values) != runs:
+            raise RuntimeError(f"floor inside the sandbox: {len(values)} of {runs} latencies")
+        return Dist(values, sum(values) / 1e6)
 
     def bench_cold_python(self):
         self.rep.add("## 1b. Cold start, `python3`")

@@ -50,6 +50,8 @@ build_tool() { # OUT SRC... -- extra flags
 }
 build_tool "$TOOLS/loadgen" "$ROOT/bench/loadgen.c" -- -pthread -lm
 build_tool "$TOOLS/spawn_baseline" "$ROOT/bench/spawn_baseline.c" -- -lm
+# The same tool, static: it also runs inside a wisp env (the floor inside the sandbox).
+build_tool "$TOOLS/spawn_baseline-static" "$ROOT/bench/spawn_baseline.c" -- -static -lm
 build_tool "$TOOLS/noop-bootstrap" "$ROOT/bench/functions/noop-c/main.c" \
     "$ROOT/runtimes/c/wisp_runtime.c" "$ROOT/runtimes/c/wisp_runtime.h" -- -static \
     -I"$ROOT/runtimes/c"
