@@ -85,6 +85,16 @@ struct wisp_registry {
     bool gc_wanted;         /* a collection was postponed by in-flight deploys */
     bool freed;             /* wisp_registry_free ran; release at the last completion */
     wisp_metric_t *deploys_total;
+    /* Packages found referenced by a function, valid while no function has
+     * been written or deleted since (ref_gen): the last env of a package
+     * that is still its function's code ends without a query (every cold
+     * start with idle_timeout_s 0 ended with one). */
+    struct {
+        char sha[65];
+        uint64_t gen;
+    } refd[8];
+    unsigned next_refd;
+    uint64_t ref_gen; /* bumped at every write or delete of a function */
 };
 
 /* ---- metrics ---- */
@@ -176,7 +186,16 @@ static void collect(wisp_registry_t *reg, const char *sha)
     }
     if (find_hold(reg, sha) != NULL)
         return;
-    if (wisp_store_pkg_refs(reg->store, sha) != 0) /* -1: unsure, keep it */
+    for (unsigned i = 0; i < WISP_ARRAY_LEN(reg->refd); i++)
+        if (reg->refd[i].gen == reg->ref_gen && strcmp(reg->refd[i].sha, sha) == 0)
+            return; /* referenced, and no function changed since */
+    int64_t refs = wisp_store_pkg_refs(reg->store, sha);
+    if (refs > 0) {
+        unsigned i = reg->next_refd++ % WISP_ARRAY_LEN(reg->refd);
+        snprintf(reg->refd[i].sha, sizeof reg->refd[i].sha, "%s", sha);
+        reg->refd[i].gen = reg->ref_gen;
+    }
+    if (refs != 0) /* -1: unsure, keep it */
         return;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s.zip", reg->code_dir, sha);
@@ -347,6 +366,7 @@ int wisp_registry_delete(wisp_registry_t *reg, const char *name, wisp_err_t *err
     char sha[65];
     snprintf(sha, sizeof sha, "%s", cur->code_sha256);
     wisp_fn_free(cur);
+    reg->ref_gen++; /* even on failure: the store may have changed */
     if (wisp_store_fn_delete(reg->store, name, err) < 0)
         return -1;
     /* A function created again under this name starts with an empty log. */
@@ -540,6 +560,7 @@ static void deploy_commit(struct deploy *d)
     if (cur == NULL)
         fn->created_ms = now;
     doc = wisp_fn_to_json(fn);
+    reg->ref_gen++; /* even on failure: the store may have changed */
     if (wisp_store_fn_put(reg->store, d->name, doc, cur ? cur->revision : "", &err) < 0)
         goto fail;
     wisp_info("registry", "%s function %s (revision %s, code %.12s)", cur ? "updated" : "created",

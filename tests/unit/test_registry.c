@@ -725,6 +725,37 @@ TEST(packages_dedupe_and_gc_with_holds)
     CHECK(!pkg_exists(&e, sc));
     CHECK(pkg_exists(&e, sb));
     CHECK_INT(wisp_store_pkg_refs(e.st, sb), 2);
+
+    /* Envs of a package that is still its function's code come and go (the
+     * registry remembers it is referenced); once the function is deleted,
+     * the last release collects it all the same. */
+    o = deploy(&e, "f4", cfg, &c, WISP_DEPLOY_UPSERT);
+    CHECK(o.ok);
+    outcome_clear(&o);
+    for (int i = 0; i < 3; i++) {
+        wisp_registry_pkg_hold(e.reg, sc);
+        wisp_registry_pkg_release(e.reg, sc);
+        CHECK(pkg_exists(&e, sc));
+    }
+    wisp_registry_pkg_hold(e.reg, sc);
+    CHECK(wisp_registry_delete(e.reg, "f4", &err) == 0);
+    CHECK(pkg_exists(&e, sc));
+    wisp_registry_pkg_release(e.reg, sc);
+    CHECK(!pkg_exists(&e, sc));
+    /* The same after the function moved to other code while held. */
+    o = deploy(&e, "f5", cfg, &c, WISP_DEPLOY_UPSERT);
+    CHECK(o.ok);
+    outcome_clear(&o);
+    wisp_registry_pkg_hold(e.reg, sc);
+    wisp_registry_pkg_release(e.reg, sc);
+    wisp_registry_pkg_hold(e.reg, sc);
+    o = deploy(&e, "f5", NULL, &b, WISP_DEPLOY_UPSERT);
+    CHECK(o.ok);
+    outcome_clear(&o);
+    CHECK(pkg_exists(&e, sc));
+    wisp_registry_pkg_release(e.reg, sc);
+    CHECK(!pkg_exists(&e, sc));
+    uv_run(&e.loop, UV_RUN_DEFAULT);
     free(a.buf);
     free(b.buf);
     free(c.buf);
