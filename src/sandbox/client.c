@@ -461,24 +461,25 @@ int wisp_sandbox_spawn(wisp_sandbox_t *sb, const wisp_sandbox_spec_t *spec,
     return 0;
 }
 
-void wisp_sandbox_kill(wisp_sandbox_t *sb, const char *id)
+/* A message about one live sandbox of ours (KILL, UP). */
+static void send_about(wisp_sandbox_t *sb, enum wisp__sb_type type, const char *id)
 {
     if (sb->dead || !wisp__sb_id_valid(id) || !id_known(sb, id))
         return;
-    struct wisp__sb_kill k = {.hdr = {WISP_SB_KILL, 0}};
+    struct wisp__sb_kill k = {.hdr = {type, 0}};
     snprintf(k.id, sizeof k.id, "%s", id);
     if (send_msg(sb, &k, sizeof k) < 0)
         spawner_gone(sb);
 }
 
+void wisp_sandbox_kill(wisp_sandbox_t *sb, const char *id)
+{
+    send_about(sb, WISP_SB_KILL, id);
+}
+
 void wisp_sandbox_up(wisp_sandbox_t *sb, const char *id)
 {
-    if (sb->dead || !wisp__sb_id_valid(id) || !id_known(sb, id))
-        return;
-    struct wisp__sb_kill k = {.hdr = {WISP_SB_UP, 0}};
-    snprintf(k.id, sizeof k.id, "%s", id);
-    if (send_msg(sb, &k, sizeof k) < 0)
-        spawner_gone(sb);
+    send_about(sb, WISP_SB_UP, id);
 }
 
 const char *wisp_sandbox_how_name(wisp_sandbox_how_t how)
