@@ -35,6 +35,23 @@ static int current_threshold(void)
     return threshold;
 }
 
+void wisp_step(const char *name)
+{
+    static int on = -1; /* read once; forked helpers inherit it */
+    if (on < 0) {
+        const char *e = getenv("WISP_STEPS");
+        on = e != NULL && strcmp(e, "1") == 0;
+    }
+    if (!on)
+        return;
+    char line[96];
+    int n = snprintf(line, sizeof line, "step %s %llu\n", name,
+                     (unsigned long long)(wisp_mono_ns() / 1000));
+    if (n > 0 && (size_t)n < sizeof line) {
+        ssize_t w WISP_UNUSED = write(STDERR_FILENO, line, (size_t)n);
+    }
+}
+
 void wisp_log_fields(wisp_log_level_t level, const char *component, const char *msg, json_t *fields)
 {
     if ((int)level < current_threshold()) {

@@ -28,6 +28,12 @@ void wisp_log(wisp_log_level_t level, const char *component, const char *fmt, ..
 void wisp_log_fields(wisp_log_level_t level, const char *component, const char *msg,
                      json_t *fields);
 
+/* Step timestamps for latency analysis (bench/steps.py): with WISP_STEPS=1 in
+ * the daemon's environment, each call writes "step NAME MICROSECONDS\n"
+ * (CLOCK_MONOTONIC, one write(2)) to stderr, from the daemon and its helper
+ * processes alike; otherwise it costs a branch. */
+void wisp_step(const char *name);
+
 #define wisp_debug(c, ...) wisp_log(WISP_LOG_DEBUG, c, __VA_ARGS__)
 #define wisp_info(c, ...) wisp_log(WISP_LOG_INFO, c, __VA_ARGS__)
 #define wisp_warn(c, ...) wisp_log(WISP_LOG_WARN, c, __VA_ARGS__)

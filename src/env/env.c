@@ -290,8 +290,10 @@ static void handle_next(wisp_env_t *env, wisp_http_req_t *req)
     bool first = env->state == WISP_ENV_STARTING;
     env->state = WISP_ENV_IDLE;
     env->idle_since_ns = wisp_mono_ns();
-    if (first)
+    if (first) {
         env->init_ns = env->idle_since_ns;
+        wisp_step("first-next");
+    }
     env->sys->hooks->ready(env->sys->hooks_data, env);
 }
 
@@ -336,6 +338,7 @@ static void finish_event(wisp_env_t *env, const char *error_type, const char *bo
 
 static void handle_result(wisp_env_t *env, wisp_http_req_t *req, const char *id, bool is_error)
 {
+    wisp_step("response");
     if (env->event == NULL || strcmp(env->event->request_id, id) != 0) {
         api_error(req, 400, "InvalidRequestID", "Invalid request ID");
         return;
@@ -457,6 +460,7 @@ static void spawn_cb(void *data, const wisp_sandbox_started_t *st, const wisp_er
         return;
     }
     env->spawned = true;
+    wisp_step("spawned");
     char labels[32];
     snprintf(labels, sizeof labels, "how=\"%s\"", wisp_sandbox_how_name(st->how));
     wisp_metrics_add(env->sys->m_starts, labels, 1);
@@ -485,6 +489,7 @@ wisp_env_t *wisp_env_start(wisp_env_system_t *sys, const wisp_sandbox_spec_t *sp
     env->peak_fd = -1;
     env->memory_mb = spec->memory_mb;
     env->start_ns = wisp_mono_ns();
+    wisp_step("spawn-request");
     env->timer = xcalloc(1, sizeof *env->timer);
     uv_timer_init(sys->loop, env->timer);
     env->timer->data = env;

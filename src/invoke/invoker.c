@@ -166,8 +166,10 @@ static void complete(wisp_invoker_t *inv, struct invocation *in, const char *err
         .executed_version = "$LATEST",
     };
     bool answered = !in->want_tail;
-    if (answered)
+    if (answered) {
         in->cb(in->cb_data, &res);
+        wisp_step("answered");
+    }
     if (peak_of)
         max_mem_mb = wisp_env_peak_mb(peak_of);
     if (in->log_dropped)
@@ -190,6 +192,7 @@ static void complete(wisp_invoker_t *inv, struct invocation *in, const char *err
             res.log_tail_len = WISP_LOG_TAIL_MAX;
         }
         in->cb(in->cb_data, &res);
+        wisp_step("answered");
     }
     record_and_free(inv, in, error_type ? "error" : "success", error_type, duration_ms, queue_ms,
                     max_mem_mb);
@@ -968,6 +971,7 @@ void wisp_invoke(wisp_invoker_t *inv, const wisp_invoke_req_t *req, wisp_invoke_
     in->cb = cb;
     in->cb_data = data;
     in->enqueue_ns = wisp_mono_ns();
+    wisp_step("invoke");
     in->want_tail = req->want_log_tail;
     wisp_buf_init(&in->tail, 0);
     snprintf(in->trigger, sizeof in->trigger, "%s", req->trigger ? req->trigger : "api");

@@ -75,6 +75,8 @@ static void send_failure(int sock, enum wisp__pool_kind kind, const wisp_err_t *
 static void make_owed(int sock, int host_ns, const struct wisp__cg *cg, int *nets, int *cgs,
                       unsigned *next_cg)
 {
+    if (*nets > 0 || *cgs > 0)
+        wisp_step("pool-make");
     while (*nets > 0 || *cgs > 0) {
         wisp_err_t err;
         wisp_err_clear(&err);

@@ -1493,6 +1493,7 @@ static struct xhot *xstem_wanted(struct spawner *s)
 /* Build one exec stem for h's spec (the spawner is idle). */
 static void xstem_make(struct spawner *s, struct xhot *h)
 {
+    wisp_step("sp-stem-build");
     struct xstem x = {.net = {-1, -1}, .made_ns = wisp_mono_ns()};
     struct stat code;
     if (stat(h->k.spec.code_dir, &code) < 0 || kept_copy(&x.k, h->k.msg, h->k.len) < 0) {
@@ -1614,6 +1615,7 @@ static int xstem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int f
 
 static void do_spawn(struct spawner *s, const void *msg, size_t len)
 {
+    wisp_step("sp-request");
     uint64_t t0 = wisp_mono_ns();
     wisp_err_t err;
     wisp_err_clear(&err);
@@ -1641,6 +1643,7 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
         s->list = b;
         struct wisp__sb_result r = {.hdr = {WISP_SB_SPAWNED, seq}, .pid = pid, .how = how};
         r.setup_ns = wisp_mono_ns() - t0;
+        wisp_step("sp-reply");
         send_or_die(s, &r, sizeof r, fds, 3);
         for (int i = 0; i < 3; i++)
             close(fds[i]);
@@ -1667,6 +1670,7 @@ static void do_up(struct spawner *s, const void *msg, size_t len)
 
 static void do_kill(struct spawner *s, const void *msg, size_t len)
 {
+    wisp_step("sp-kill");
     const struct wisp__sb_kill *k = msg;
     if (len != sizeof *k || memchr(k->id, '\0', sizeof k->id) == NULL)
         return;
@@ -1690,6 +1694,7 @@ static void do_kill(struct spawner *s, const void *msg, size_t len)
  * Returns true when it is gone. */
 static bool finalize(struct spawner *s, struct sbx *b, bool report)
 {
+    wisp_step("sp-finalize");
     struct wisp__sb_exit ev = {.hdr = {WISP_SB_EXIT, 0}, .wait_status = b->wait_status};
     snprintf(ev.id, sizeof ev.id, "%s", b->id);
     ev.peak_mem = wisp__cg_peak(s->cg, b->id);
