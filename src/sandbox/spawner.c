@@ -1955,12 +1955,15 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
                     stem_hello(&s, &s.stems[j]);
                     break;
                 }
-        if (p[0].revents & POLLIN)
-            handle_signals(&s);
+        /* Requests before reaping: an ended sandbox's groups are removed
+         * after the request that came with its SIGCHLD is served (the removal
+         * took 0.3-0.9 ms, in front of 1-2% of the cold benchmark's requests). */
         if (p[1].revents & POLLIN)
             handle_messages(&s, buf);
         else if (p[1].revents & (POLLHUP | POLLERR))
             shutdown_all(&s, 0);
+        if (p[0].revents & POLLIN)
+            handle_signals(&s);
         if (busy)
             finalize_pending(&s);
     }
