@@ -289,6 +289,17 @@ def meminfo_kib(field):
     return 0
 
 
+def tool_daemon(build_arg, prefix, env_over=None):
+    """For the analysis tools (profile.py, steps.py): BUILD made absolute (relative to the
+    repository), a temporary folder, and a daemon started in it as the suite starts one."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    build = os.path.abspath(build_arg if os.path.isabs(build_arg)
+                            else os.path.join(root, build_arg))
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    args = argparse.Namespace(build=build)
+    return build, tmp, Daemon(args, tmp, env_over=env_over)
+
+
 class Daemon:
     """A wisp daemon started for the benchmarks, with a clean environment."""
 

@@ -18,7 +18,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -62,18 +61,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--conns", type=int, default=1)
     args = ap.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    build = os.path.abspath(args.build if os.path.isabs(args.build)
-                            else os.path.join(root, args.build))
-    tmp = tempfile.mkdtemp(prefix="wisp-profile-")
+    build, tmp, d = bench.tool_daemon(args.build, "wisp-profile-")
     print(f"# profile output in {tmp}")
-
-    class A:
-        pass
-
-    a = A()
-    a.build = build
-    d = bench.Daemon(a, tmp)
     try:
         with open(os.path.join(build, "bench", "noop-bootstrap"), "rb") as f:
             z = bench.zip_of({"bootstrap": (f.read(), 0o755)})

@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
@@ -48,17 +47,7 @@ def main():
     ap.add_argument("--pause-us", type=int, default=3000)
     ap.add_argument("--slowest", type=int, default=15)
     args = ap.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    build = os.path.abspath(args.build if os.path.isabs(args.build)
-                            else os.path.join(root, args.build))
-
-    class A:
-        pass
-
-    a = A()
-    a.build = build
-    tmp = tempfile.mkdtemp(prefix="wisp-steps-")
-    d = bench.Daemon(a, tmp, env_over={"WISP_STEPS": "1"})
+    build, tmp, d = bench.tool_daemon(args.build, "wisp-steps-", {"WISP_STEPS": "1"})
     try:
         with open(os.path.join(build, "bench", "noop-bootstrap"), "rb") as f:
             z = bench.zip_of({"bootstrap": (f.read(), 0o755)})
