@@ -262,7 +262,6 @@ static void on_spawned(wisp_sandbox_t *sb, const struct wisp__sb_result *r, int 
                                      .out_fd = fds[1],
                                      .err_fd = fds[2],
                                      .setup_ns = r->setup_ns,
-                                     .zygote = r->how != WISP_SANDBOX_EXEC,
                                      .how = r->how <= WISP_SANDBOX_EXEC_STEM
                                                 ? (wisp_sandbox_how_t)r->how
                                                 : WISP_SANDBOX_EXEC};

@@ -224,19 +224,21 @@ int wisp__pool_recv(struct wisp__pool *p, struct wisp__pool_item *it)
     return -1;
 }
 
-void wisp__pool_credit(struct wisp__pool *p, enum wisp__pool_kind kind)
+static void send_byte(struct wisp__pool *p, char c)
 {
     /* If it cannot be sent, the maker is gone and recv will say so. */
-    char c = kind == WISP_POOL_NET ? CREDIT_NET : CREDIT_CG;
     if (p->sock >= 0)
         send(p->sock, &c, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+void wisp__pool_credit(struct wisp__pool *p, enum wisp__pool_kind kind)
+{
+    send_byte(p, kind == WISP_POOL_NET ? CREDIT_NET : CREDIT_CG);
+}
+
 void wisp__pool_go(struct wisp__pool *p)
 {
-    char c = GO;
-    if (p->sock >= 0)
-        send(p->sock, &c, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    send_byte(p, GO);
 }
 
 bool wisp__pool_reaped(struct wisp__pool *p, pid_t pid)

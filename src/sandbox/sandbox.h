@@ -96,8 +96,7 @@ typedef struct wisp_sandbox_started {
     int out_fd;             /* read end of the sandbox's stdout; caller owns */
     int err_fd;             /* read end of the sandbox's stderr; caller owns */
     uint64_t setup_ns;      /* time the spawner spent creating it */
-    bool zygote;            /* forked from a zygote or bound from a stem instead of exec'd */
-    wisp_sandbox_how_t how; /* which of those */
+    wisp_sandbox_how_t how; /* exec'd, forked from a zygote or bound from a stem */
 } wisp_sandbox_started_t;
 
 /* Result of wisp_sandbox_spawn: st on success, err on failure (never both).

@@ -476,13 +476,20 @@ static void used_keep(struct spawner *s, struct sbx *b)
     b->net = (struct ready_net){-1, -1};
 }
 
-static void do_released(struct spawner *s, const void *msg, size_t len)
+/* The sandbox id of a KILL, RELEASED or UP message, or NULL if malformed. */
+static const char *msg_id(const void *msg, size_t len)
 {
     const struct wisp__sb_kill *k = msg;
-    if (len != sizeof *k || memchr(k->id, '\0', sizeof k->id) == NULL)
+    return len == sizeof *k && memchr(k->id, '\0', sizeof k->id) ? k->id : NULL;
+}
+
+static void do_released(struct spawner *s, const void *msg, size_t len)
+{
+    const char *id = msg_id(msg, len);
+    if (id == NULL)
         return;
     for (int i = 0; i < s->nused; i++)
-        if (!s->used[i].released && strcmp(s->used[i].id, k->id) == 0) {
+        if (!s->used[i].released && strcmp(s->used[i].id, id) == 0) {
             s->used[i].released = true;
             return;
         }
@@ -1656,25 +1663,29 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
     wisp__sb_spec_free(&spec);
 }
 
-/* The daemon says a sandbox's runtime has answered its first invocation. */
-static void do_up(struct spawner *s, const void *msg, size_t len)
+/* b's start is over: its runtime answered, or it was killed or has ended. */
+static void not_starting(struct spawner *s, struct sbx *b)
 {
-    const struct wisp__sb_kill *k = msg;
-    struct sbx *b =
-        len == sizeof *k && memchr(k->id, '\0', sizeof k->id) ? find_id(s, k->id) : NULL;
-    if (b && b->starting) {
+    if (b->starting) {
         b->starting = false;
         s->nstarting--;
     }
 }
 
+/* The daemon says a sandbox's runtime has answered its first invocation. */
+static void do_up(struct spawner *s, const void *msg, size_t len)
+{
+    const char *id = msg_id(msg, len);
+    struct sbx *b = id ? find_id(s, id) : NULL;
+    if (b)
+        not_starting(s, b);
+}
+
 static void do_kill(struct spawner *s, const void *msg, size_t len)
 {
     wisp_step("sp-kill");
-    const struct wisp__sb_kill *k = msg;
-    if (len != sizeof *k || memchr(k->id, '\0', sizeof k->id) == NULL)
-        return;
-    struct sbx *b = find_id(s, k->id);
+    const char *id = msg_id(msg, len);
+    struct sbx *b = id ? find_id(s, id) : NULL;
     if (b == NULL || b->reaped)
         return;
     /* The init's death takes the whole pid namespace with it; the sweep
@@ -1682,10 +1693,7 @@ static void do_kill(struct spawner *s, const void *msg, size_t len)
      * process of a sandbox is in all of its groups, so one group is enough. */
     kill(b->pid, SIGKILL);
     wisp__cg_kill_one(s->cg, b->id);
-    if (b->starting) { /* ending, not starting: an exec stem may be built */
-        b->starting = false;
-        s->nstarting--;
-    }
+    not_starting(s, b); /* ending: an exec stem may be built */
 }
 
 /* ---- endings ----------------------------------------------------------------- */
@@ -1748,10 +1756,7 @@ static void reap(struct spawner *s, bool report)
                 }
                 b->reaped = true;
                 b->wait_status = st;
-                if (b->starting) {
-                    b->starting = false;
-                    s->nstarting--;
-                }
+                not_starting(s, b);
                 finalize(s, b, report);
                 break;
             }
