@@ -460,6 +460,7 @@ static void spawn_cb(void *data, const wisp_sandbox_started_t *st, const wisp_er
         return;
     }
     env->spawned = true;
+    env->peak_fd = st->peak_fd; /* -1: opened on first use */
     wisp_step("spawned");
     char labels[32];
     snprintf(labels, sizeof labels, "how=\"%s\"", wisp_sandbox_how_name(st->how));

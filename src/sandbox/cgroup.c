@@ -197,6 +197,22 @@ static void remove_group_blocking(const char *dir, bool unified)
     wisp_warn("sandbox", "cannot remove stale cgroup %s: %s", dir, strerror(errno));
 }
 
+/* The name of a group of ours under base: a sandbox id, or a stem's name
+ * (spawner.c: "stem.N", "xstem.N"; a bound exec stem whose groups could not
+ * be renamed keeps it). */
+static bool group_name_ok(const char *name)
+{
+    size_t n = 0;
+    for (; name[n]; n++) {
+        char ch = name[n];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || (ch == '.' && n > 0);
+        if (!ok || n >= WISP_SB_ID_MAX)
+            return false;
+    }
+    return n > 0;
+}
+
 /* Remove the sandbox groups left under base by a crashed predecessor. */
 static void remove_stale(const char *base, bool unified)
 {
@@ -206,7 +222,7 @@ static void remove_stale(const char *base, bool unified)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         bool pooled = strncmp(e->d_name, WISP_CG_POOL_PREFIX, strlen(WISP_CG_POOL_PREFIX)) == 0;
-        if (e->d_type != DT_DIR || !(wisp__sb_id_valid(e->d_name) || pooled))
+        if (e->d_type != DT_DIR || !(group_name_ok(e->d_name) || pooled))
             continue;
         cleanup_free char *dir = xasprintf("%s/%s", base, e->d_name);
         wisp_info("sandbox", "removing stale sandbox cgroup %s", dir);
@@ -587,7 +603,7 @@ uint64_t wisp__cg_peak(const struct wisp__cg *cg, const char *id)
 {
     char buf[64];
     const char *dir = cg->base[WISP_CG_MEMORY];
-    if (dir == NULL || !wisp__sb_id_valid(id))
+    if (dir == NULL || !group_name_ok(id))
         return 0;
     if (read_at(dir, id, cg->unified ? "memory.peak" : "memory.max_usage_in_bytes", buf,
                 sizeof buf) <= 0)
@@ -599,7 +615,7 @@ int wisp__cg_peak_open(const struct wisp__cg *cg, const char *id)
 {
     char path[PATH_MAX];
     const char *dir = cg->base[WISP_CG_MEMORY];
-    if (dir == NULL || !wisp__sb_id_valid(id) ||
+    if (dir == NULL || !group_name_ok(id) ||
         snprintf(path, sizeof path, "%s/%s/%s", dir, id,
                  cg->unified ? "memory.peak" : "memory.max_usage_in_bytes") >= (int)sizeof path)
         return -1;

@@ -27,6 +27,7 @@
 #include <sys/capability.h>
 #include <sys/types.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "sandbox/sandbox.h"
 
@@ -58,6 +59,15 @@ enum wisp__sb_type {
     WISP_SB_UP,        /* daemon -> spawner: wisp__sb_kill; that sandbox's runtime has
                           answered its first invocation: it has started (spawner.c
                           builds exec stems only while no sandbox is starting) */
+    WISP_SB_STEM,      /* spawner -> daemon: wisp__sb_stem (+ bind, api, out, err fds): an
+                          exec stem, now the daemon's to bind (client.c) or to drop */
+    WISP_SB_BOUND,     /* daemon -> spawner: wisp__sb_bound; the daemon has bound that
+                          stem: it is the sandbox of that id, starting */
+    WISP_SB_DROP,      /* daemon -> spawner: wisp__sb_kill with a stem's id; the daemon
+                          gives the stem up unbound (kept too long, code replaced) */
+    WISP_SB_USE_STEM,  /* spawner -> daemon: wisp__sb_kill (the SPAWN's seq, a stem's id);
+                          the reply to a SPAWN sent before the daemon had the offer of a
+                          stem that fits it: bind that stem, or send the SPAWN again */
 };
 
 struct wisp__sb_hdr {
@@ -105,6 +115,28 @@ struct wisp__sb_kill {
     char id[WISP_SB_ID_MAX + 1];
 };
 
+/* An exec stem handed to the daemon. spec is the spawn request the stem was
+ * built from (its id and environment are not the stem's); a request with
+ * the same sandbox (wisp__sb_same_sandbox) and the same code folder (device
+ * and inode) may bind it. Its EXIT, if it ends unbound, carries its id. */
+struct wisp__sb_stem {
+    struct wisp__sb_hdr hdr;
+    char id[WISP_SB_ID_MAX + 1];
+    int32_t pid;
+    uint64_t code_dev;
+    uint64_t code_ino;
+    uint32_t spec_len;
+    char spec[];
+};
+
+#define WISP_SB_XSTEM_TTL_MS 10000 /* default: the daemon drops a stem not bound by then */
+
+struct wisp__sb_bound {
+    struct wisp__sb_hdr hdr;
+    char stem[WISP_SB_ID_MAX + 1]; /* the stem's id */
+    char id[WISP_SB_ID_MAX + 1];   /* the sandbox's id from now on */
+};
+
 struct wisp__sb_exit {
     struct wisp__sb_hdr hdr;
     char id[WISP_SB_ID_MAX + 1];
@@ -139,6 +171,16 @@ int wisp__sb_encode_spawn(const wisp_sandbox_spec_t *spec, uint32_t seq, void **
 int wisp__sb_decode_spawn(const void *msg, size_t len, struct wisp__sb_spec *spec, wisp_err_t *err)
     __attribute__((warn_unused_result));
 void wisp__sb_spec_free(struct wisp__sb_spec *spec);
+/* Append the entries of v to b, each NUL-terminated. */
+int wisp__sb_put_strv(wisp_buf_t *b, char *const *v, wisp_err_t *err);
+/* Would a and b get the same sandbox (paths, limits, port, reuse_key,
+ * argv; not the id nor the environment)? What an exec stem serves. */
+bool wisp__sb_same_sandbox(const struct wisp__sb_spec *a, const struct wisp__sb_spec *b);
+/* An exec stem's bind message for spec into *out (fresh): the body's length
+ * (uint32_t), then argv, an empty entry, envp, an empty entry; WISP_ELIMIT
+ * if the body would reach WISP_SB_MSG_MAX. */
+int wisp__sb_stem_message(const struct wisp__sb_spec *spec, void **out, size_t *len,
+                          wisp_err_t *err) __attribute__((warn_unused_result));
 #define WISP_SB_FDS_MAX 8 /* most descriptors in one message */
 
 /* Send one message with up to WISP_SB_FDS_MAX fds; -1 with errno on failure.

@@ -158,6 +158,61 @@ void wisp__sb_spec_free(struct wisp__sb_spec *spec)
     spec->argv = spec->envp = NULL;
 }
 
+static bool str_same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+bool wisp__sb_same_sandbox(const struct wisp__sb_spec *a, const struct wisp__sb_spec *b)
+{
+    if (!str_same(a->code_dir, b->code_dir) || !str_same(a->runtime_dir, b->runtime_dir) ||
+        !str_same(a->reuse_key, b->reuse_key) || a->memory_mb != b->memory_mb ||
+        a->tmp_mb != b->tmp_mb || a->pids_max != b->pids_max || a->cpu_weight != b->cpu_weight ||
+        a->nofile != b->nofile || a->api_port != b->api_port || a->zygote != b->zygote)
+        return false;
+    int i = 0;
+    for (; a->argv[i] && b->argv[i]; i++)
+        if (strcmp(a->argv[i], b->argv[i]) != 0)
+            return false;
+    return a->argv[i] == b->argv[i];
+}
+
+int wisp__sb_put_strv(wisp_buf_t *b, char *const *v, wisp_err_t *err)
+{
+    for (; *v; v++)
+        if (wisp_buf_append(b, *v, strlen(*v) + 1, err) < 0)
+            return -1;
+    return 0;
+}
+
+int wisp__sb_stem_message(const struct wisp__sb_spec *spec, void **out, size_t *len,
+                          wisp_err_t *err)
+{
+    /* With the length first, exec-stem execs as soon as it has the whole
+     * message, not at the writer's close (one wake-up fewer). */
+    wisp_buf_t m = WISP_BUF_INIT(WISP_SB_MSG_MAX + 1);
+    uint32_t body = 0;
+    int rc = wisp_buf_append(&m, &body, sizeof body, err);
+    if (rc == 0)
+        rc = wisp__sb_put_strv(&m, spec->argv, err);
+    if (rc == 0)
+        rc = wisp_buf_append(&m, "", 1, err);
+    if (rc == 0)
+        rc = wisp__sb_put_strv(&m, spec->envp, err);
+    if (rc == 0)
+        rc = wisp_buf_append(&m, "", 1, err);
+    if (rc == 0 && m.len - sizeof body >= WISP_SB_MSG_MAX)
+        rc = wisp_err_set(err, WISP_ELIMIT, "argv and environment too long for a stem");
+    if (rc < 0) {
+        wisp_buf_free(&m);
+        return -1;
+    }
+    body = (uint32_t)(m.len - sizeof body);
+    memcpy(m.data, &body, sizeof body);
+    *out = wisp_buf_steal(&m, len);
+    return 0;
+}
+
 int wisp__sb_send(int sock, const void *msg, size_t len, const int *fds, int nfds, int flags)
 {
     struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};

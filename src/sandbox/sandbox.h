@@ -38,15 +38,16 @@ typedef struct wisp_sandbox_config {
     const char *cgroup_name; /* leaf under each controller's current group; default "wisp" */
     uid_t uid;               /* unprivileged ids the sandboxes run as; default (0) 65534 */
     gid_t gid;
-    int pool_size;       /* network namespaces (with their listener on port 9001) and
-                            cgroups the spawner keeps ready, refilled while idle;
-                            0: default (8); negative: no pools */
-    bool no_zygote;      /* never fork sandboxes from a zygote nor bind a nodejs stem (also:
-                            env WISP_ZYGOTE=0) */
-    bool no_netns_reuse; /* never give an ended sandbox's network namespace to the next
-                            sandbox of the same reuse_key (also: env WISP_NETNS_REUSE=0) */
-    bool no_exec_stems;  /* never build a sandbox ahead of need for a function version that
-                            execs its runtime (also: env WISP_EXEC_STEMS=0) */
+    int pool_size;             /* network namespaces (with their listener on port 9001) and
+                                  cgroups the spawner keeps ready, refilled while idle;
+                                  0: default (8); negative: no pools */
+    bool no_zygote;            /* never fork sandboxes from a zygote nor bind a nodejs stem (also:
+                                  env WISP_ZYGOTE=0) */
+    bool no_netns_reuse;       /* never give an ended sandbox's network namespace to the next
+                                  sandbox of the same reuse_key (also: env WISP_NETNS_REUSE=0) */
+    bool no_exec_stems;        /* never build a sandbox ahead of need for a function version that
+                                  execs its runtime (also: env WISP_EXEC_STEMS=0) */
+    unsigned exec_stem_ttl_ms; /* how long an exec stem is kept unbound; 0: 10 s */
 } wisp_sandbox_config_t;
 
 typedef struct wisp_sandbox_spec {
@@ -97,6 +98,8 @@ typedef struct wisp_sandbox_started {
     int err_fd;             /* read end of the sandbox's stderr; caller owns */
     uint64_t setup_ns;      /* time the spawner spent creating it */
     wisp_sandbox_how_t how; /* exec'd, forked from a zygote or bound from a stem */
+    int peak_fd;            /* its memory high-water mark file, opened (caller owns), or -1
+                               (wisp_sandbox_mem_peak_open opens it by id) */
 } wisp_sandbox_started_t;
 
 /* Result of wisp_sandbox_spawn: st on success, err on failure (never both).

@@ -93,13 +93,12 @@
 /* Exec stems (see "exec stems"): at most XSTEMS_MAX, one per function
  * version, made for a version that was spawned twice within XSTEM_HOT_MS,
  * once no sandbox started for a request is still starting (WISP_SB_UP), or
- * at the latest once no request has come for XSTEM_IDLE_MS; one unbound for
- * XSTEM_TTL_MS is killed. XSTEM_HOT_MAX versions are remembered. */
+ * at the latest once no request has come for XSTEM_IDLE_MS (the daemon drops
+ * one it kept unbound too long). XSTEM_HOT_MAX versions are remembered. */
 #define XSTEMS_MAX 4
 #define XSTEM_HOT_MAX 16
 #define XSTEM_HOT_MS 10000
 #define XSTEM_IDLE_MS 10
-#define XSTEM_TTL_MS 10000
 #define XSTEM_MAX_FAILURES 3
 #define XSTEM_PREFIX "xstem." /* no sandbox id has a dot */
 #define XSTEM_BIN "exec-stem" /* in the runtime folder, /var/runtime in the sandbox */
@@ -123,15 +122,16 @@ static void ready_net_close(struct ready_net *r)
 struct sbx {
     struct sbx *next;
     char id[WISP_SB_ID_MAX + 1];
-    pid_t pid;            /* host pid of its first process */
-    bool reaped;          /* first process waited for; cleanup pending */
-    int wait_status;      /* as waitpid reported it */
-    int attempts;         /* cleanup tries so far */
-    bool stem;            /* an unbound stem: the daemon does not know it */
-    bool xstem;           /* ... an exec stem (else a nodejs one) */
-    bool starting;        /* started for a request, not answered (WISP_SB_UP) nor killed */
-    struct ready_net net; /* its namespace and a copy of its listener, kept for reuse */
-    char *key;            /* its reuse_key (with net): who may reuse the namespace */
+    char cg[WISP_SB_ID_MAX + 1]; /* its groups' name: id, or a bound stem's if renaming failed */
+    pid_t pid;                   /* host pid of its first process */
+    bool reaped;                 /* first process waited for; cleanup pending */
+    int wait_status;             /* as waitpid reported it */
+    int attempts;                /* cleanup tries so far */
+    bool stem;                   /* an unbound stem: the daemon does not know it */
+    bool xstem;                  /* ... an exec stem (else a nodejs one) */
+    bool starting;               /* started for a request, not answered (WISP_SB_UP) nor killed */
+    struct ready_net net;        /* its namespace and a copy of its listener, kept for reuse */
+    char *key;                   /* its reuse_key (with net): who may reuse the namespace */
 };
 
 /* The network namespace of an ended sandbox, waiting to serve the next sandbox
@@ -873,8 +873,6 @@ static void keep_net(const struct spawner *s, struct ready_net *keep, int *ns_fd
 static bool stem_fits(struct spawner *s, const struct wisp__sb_spec *spec);
 static int stem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3],
                      pid_t *pid_out);
-static int xstem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3],
-                      pid_t *pid_out, struct ready_net *keep);
 
 /* Create the sandbox of spec (msg is its request, NULL for a stem); fills
  * *fds and *pid_out on success. bind_fd >= 0: the child's descriptor 3.
@@ -891,10 +889,6 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, const voi
     *how = WISP_SANDBOX_EXEC;
     if (stem_fits(s, spec) && stem_bind(s, spec, fds, pid_out) == 0) {
         *how = WISP_SANDBOX_NODEJS_STEM;
-        return 0;
-    }
-    if (msg && keep && s->nxstems > 0 && xstem_bind(s, spec, fds, pid_out, keep) == 0) {
-        *how = WISP_SANDBOX_EXEC_STEM;
         return 0;
     }
     int ns_fd = -1, cg_fds[WISP_CG_N], out[2] = {-1, -1}, errp[2] = {-1, -1};
@@ -1081,15 +1075,6 @@ static void stem_forget(struct spawner *s, const struct sbx *b, bool close_fds)
         }
 }
 
-/* Append the entries of v to b, each NUL-terminated (a stem's bind message). */
-static int put_strv(wisp_buf_t *b, char *const *v, wisp_err_t *err)
-{
-    for (; *v; v++)
-        if (wisp_buf_append(b, *v, strlen(*v) + 1, err) < 0)
-            return -1;
-    return 0;
-}
-
 /* A stem's bind socket: sp[0] becomes its descriptor 3, sp[1] is the
  * spawner's end, which writes the bind's message at once and never blocks. */
 static int stem_socket(int sp[2])
@@ -1138,6 +1123,7 @@ static void stem_make(struct spawner *s)
     }
     struct sbx *b = xcalloc(1, sizeof *b);
     snprintf(b->id, sizeof b->id, "%s", id);
+    snprintf(b->cg, sizeof b->cg, "%s", id);
     b->pid = pid;
     b->stem = true;
     b->net = (struct ready_net){-1, -1};
@@ -1218,6 +1204,7 @@ static int stem_bind_one(struct spawner *s, struct stem *st, const struct wisp__
         return -1;
     }
     snprintf(st->b->id, sizeof st->b->id, "%s", spec->id);
+    snprintf(st->b->cg, sizeof st->b->cg, "%s", spec->id);
     return 0;
 }
 
@@ -1261,7 +1248,7 @@ static int stem_prepare(struct spawner *s, struct stem *st, const struct wisp__s
         return wisp_err_set(err, WISP_EINTERNAL, "the mount helper failed (status %d)", status);
     /* The environment, each entry NUL-terminated, then end of file. */
     wisp_buf_t env = WISP_BUF_INIT(WISP_SB_MSG_MAX);
-    int rc = put_strv(&env, spec->envp, err);
+    int rc = wisp__sb_put_strv(&env, spec->envp, err);
     ssize_t n = rc == 0 ? write(st->bind_w, env.data, env.len) : -1;
     bool whole = rc == 0 && n == (ssize_t)env.len;
     int werr = errno;
@@ -1337,16 +1324,21 @@ static void stem_hello(struct spawner *s, struct stem *st)
  * with a start) or at the latest when no request has come for XSTEM_IDLE_MS,
  * builds a sandbox from that very spec whose first process is
  * runtimes/exec-stem instead of the runtime, waiting on descriptor 3 (a
- * stream socket). The next request with that spec binds it: its groups are
- * renamed to the request's id, and the request's argv and environment are
- * written to the socket; exec-stem execs them. Nothing of the function runs before its
- * request, its limits were the function's from the start, and it execs
- * exactly what the spawner would have exec'd; what differs is the start time
- * of the sandbox's first process and the few pages exec-stem touched in its
- * cgroups. A stem is kept at most XSTEM_TTL_MS unbound; it is bound only if
- * its code folder is still the same folder (device and inode). A request
- * that finds no stem is spawned as before. Needs cgroups that can be renamed
- * (v1 and hybrid layouts). WISP_EXEC_STEMS=0 (no_exec_stems) turns them off. */
+ * stream socket), and hands it to the daemon (WISP_SB_STEM, with the other
+ * end of that socket). The daemon binds it (client.c): the next request with
+ * that spec writes its argv and environment to the socket, exec-stem execs
+ * them, and the daemon says so (WISP_SB_BOUND): the spawner renames the
+ * stem's groups to the request's id and tracks it as that sandbox. A SPAWN
+ * that fits a stem the daemon did not have yet is answered WISP_SB_USE_STEM.
+ * The daemon drops a stem it kept unbound too long or whose code folder was
+ * replaced (WISP_SB_DROP: killed, not a failure); a stem that ends unbound
+ * is reported as an EXIT under its own id. Nothing of the function runs
+ * before its request, its limits were the function's from the start, and it
+ * execs exactly what the spawner would have exec'd; what differs is the
+ * start time of the sandbox's first process and the few pages exec-stem
+ * touched in its cgroups. A request that finds no stem is spawned as before.
+ * Needs cgroups that can be renamed (v1 and hybrid layouts).
+ * WISP_EXEC_STEMS=0 (no_exec_stems) turns them off. */
 
 static void kept_free(struct kept_spec *k)
 {
@@ -1368,26 +1360,6 @@ static int kept_copy(struct kept_spec *k, const void *msg, size_t len)
         return -1;
     }
     return 0;
-}
-
-static bool str_same(const char *a, const char *b)
-{
-    return a == b || (a && b && strcmp(a, b) == 0);
-}
-
-/* Would a and b build the same sandbox (all but the id and environment)? */
-static bool same_sandbox(const struct wisp__sb_spec *a, const struct wisp__sb_spec *b)
-{
-    if (!str_same(a->code_dir, b->code_dir) || !str_same(a->runtime_dir, b->runtime_dir) ||
-        !str_same(a->reuse_key, b->reuse_key) || a->memory_mb != b->memory_mb ||
-        a->tmp_mb != b->tmp_mb || a->pids_max != b->pids_max || a->cpu_weight != b->cpu_weight ||
-        a->nofile != b->nofile || a->api_port != b->api_port || a->zygote != b->zygote)
-        return false;
-    int i = 0;
-    for (; a->argv[i] && b->argv[i]; i++)
-        if (strcmp(a->argv[i], b->argv[i]) != 0)
-            return false;
-    return a->argv[i] == b->argv[i];
 }
 
 /* May requests of this spec be served by exec stems? */
@@ -1426,17 +1398,6 @@ static bool xstem_forget(struct spawner *s, const struct sbx *b)
     return false;
 }
 
-/* Kill the exec stems kept too long; the milliseconds until the next expiry, or -1. */
-static int xstem_expire(struct spawner *s)
-{
-    uint64_t now = wisp_mono_ns(), ttl = (uint64_t)XSTEM_TTL_MS * 1000000u;
-    while (s->nxstems > 0 && now - s->xstems[0].made_ns >= ttl) {
-        kill(s->xstems[0].st.b->pid, SIGKILL); /* reaped and removed as a stem */
-        xstem_drop(s, 0);
-    }
-    return s->nxstems == 0 ? -1 : (int)((s->xstems[0].made_ns + ttl - now) / 1000000u) + 1;
-}
-
 /* A request of spec was served by an exec (or an exec stem): remember it. */
 static void xstem_note(struct spawner *s, const struct wisp__sb_spec *spec, const void *msg,
                        size_t len)
@@ -1446,7 +1407,7 @@ static void xstem_note(struct spawner *s, const struct wisp__sb_spec *spec, cons
     uint64_t now = wisp_mono_ns();
     for (int i = 0; i < s->nhot; i++) {
         struct xhot *h = &s->hot[i];
-        if (same_sandbox(&h->k.spec, spec)) {
+        if (wisp__sb_same_sandbox(&h->k.spec, spec)) {
             h->wanted = now - h->last_ns < (uint64_t)XSTEM_HOT_MS * 1000000u;
             h->last_ns = now;
             return;
@@ -1476,7 +1437,7 @@ static void xstem_note(struct spawner *s, const struct wisp__sb_spec *spec, cons
 static bool xstem_ready_for(const struct spawner *s, const struct wisp__sb_spec *spec)
 {
     for (int i = 0; i < s->nxstems; i++)
-        if (same_sandbox(&s->xstems[i].k.spec, spec))
+        if (wisp__sb_same_sandbox(&s->xstems[i].k.spec, spec))
             return true;
     return false;
 }
@@ -1509,6 +1470,13 @@ static void xstem_make(struct spawner *s, struct xhot *h)
     }
     x.code_dev = code.st_dev;
     x.code_ino = code.st_ino;
+    /* The offer to the daemon carries the request the stem is made from. */
+    size_t offer_len = sizeof(struct wisp__sb_stem) + x.k.len;
+    if (offer_len > WISP_SB_MSG_MAX) {
+        kept_free(&x.k);
+        h->wanted = false;
+        return;
+    }
     char id[32];
     snprintf(id, sizeof id, XSTEM_PREFIX "%u", s->next_xstem++);
     static const char *const argv[] = {"/var/runtime/" XSTEM_BIN, NULL};
@@ -1539,85 +1507,111 @@ static void xstem_make(struct spawner *s, struct xhot *h)
     }
     struct sbx *b = xcalloc(1, sizeof *b);
     snprintf(b->id, sizeof b->id, "%s", id);
+    snprintf(b->cg, sizeof b->cg, "%s", id);
     b->pid = pid;
     b->stem = b->xstem = true;
     b->net = (struct ready_net){-1, -1};
     b->next = s->list;
     s->list = b;
     x.st.b = b;
+    /* The daemon binds it from now on (one process fewer on a cold start's
+     * path, and no wait behind the spawner's other work): it gets the bind
+     * socket and the descriptors a spawn reply would carry. */
+    struct wisp__sb_stem *offer = xcalloc(1, offer_len);
+    offer->hdr.type = WISP_SB_STEM;
+    snprintf(offer->id, sizeof offer->id, "%s", id);
+    offer->pid = pid;
+    offer->code_dev = (uint64_t)x.code_dev;
+    offer->code_ino = (uint64_t)x.code_ino;
+    offer->spec_len = (uint32_t)x.k.len;
+    memcpy(offer->spec, x.k.msg, x.k.len);
+    int give[] = {x.st.bind_w, x.st.fds[0], x.st.fds[1], x.st.fds[2]};
     s->xstems[s->nxstems++] = x;
+    send_or_die(s, offer, offer_len, give, 4);
+    free(offer);
+    struct xstem *kept = &s->xstems[s->nxstems - 1];
+    for (size_t i = 0; i < WISP_ARRAY_LEN(give); i++)
+        close(give[i]);
+    kept->st.bind_w = -1;
+    kept->st.fds[0] = kept->st.fds[1] = kept->st.fds[2] = -1;
+    wisp_step("sp-stem-built");
 }
 
-/* Bind an exec stem built for spec, if there is one. 0: done (*fds,
- * *pid_out, *keep); -1: none (or it could not be bound: it was killed). */
-static int xstem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3],
-                      pid_t *pid_out, struct ready_net *keep)
+static int find_xstem(const struct spawner *s, const char *id)
 {
-    int i = 0;
-    while (i < s->nxstems && !same_sandbox(&s->xstems[i].k.spec, spec))
-        i++;
-    if (i == s->nxstems)
-        return -1;
+    for (int i = 0; i < s->nxstems; i++)
+        if (strcmp(s->xstems[i].st.b->id, id) == 0)
+            return i;
+    return -1;
+}
+
+/* The daemon has bound exec stem `stem`: from now on it is sandbox `id`,
+ * starting. Its groups take the id (on failure they keep the stem's name:
+ * b->cg), it may reuse its network namespace after its end, and its spec
+ * counts as spawned again. */
+static void do_bound(struct spawner *s, const void *msg, size_t len)
+{
+    const struct wisp__sb_bound *m = msg;
+    if (len != sizeof *m || !memchr(m->stem, '\0', sizeof m->stem) ||
+        !memchr(m->id, '\0', sizeof m->id))
+        return;
+    int i = find_xstem(s, m->stem);
+    if (i < 0) {
+        /* It ended before the message came (its EXIT, under the stem's
+         * name, is on its way): end the sandbox the daemon thinks started. */
+        struct wisp__sb_exit ev = {.hdr = {WISP_SB_EXIT, 0}, .wait_status = SIGKILL};
+        snprintf(ev.id, sizeof ev.id, "%s", m->id);
+        send_or_die(s, &ev, sizeof ev, NULL, 0);
+        return;
+    }
     struct xstem *x = &s->xstems[i];
+    struct sbx *b = x->st.b;
     wisp_err_t err;
     wisp_err_clear(&err);
-    struct stat code;
-    if (stat(spec->code_dir, &code) < 0 || code.st_dev != x->code_dev ||
-        code.st_ino != x->code_ino) {
-        kill(x->st.b->pid, SIGKILL); /* another folder by that name now */
-        xstem_drop(s, i);
-        return -1;
+    if (wisp__cg_rename(s->cg, b->cg, m->id, NULL, &err) == 0) {
+        snprintf(b->cg, sizeof b->cg, "%s", m->id);
+    } else {
+        stem_unname(s, &x->st, m->id);
+        wisp_warn("sandbox", "sandbox %s keeps the groups of exec stem %s: %s", m->id, b->id,
+                  err.msg);
     }
-    /* The message: the body's length, then the body: argv, an empty entry,
-     * envp, an empty entry. With the length, exec-stem execs as soon as it
-     * has the whole message, not at the close (one wake-up fewer). */
-    wisp_buf_t m = WISP_BUF_INIT(WISP_SB_MSG_MAX + 1);
-    uint32_t body = 0;
-    int rc = wisp_buf_append(&m, &body, sizeof body, &err);
-    if (rc == 0)
-        rc = put_strv(&m, spec->argv, &err);
-    if (rc == 0)
-        rc = wisp_buf_append(&m, "", 1, &err);
-    if (rc == 0)
-        rc = put_strv(&m, spec->envp, &err);
-    if (rc == 0)
-        rc = wisp_buf_append(&m, "", 1, &err);
-    if (rc == 0 && m.len - sizeof body >= WISP_SB_MSG_MAX)
-        rc = wisp_err_set(&err, WISP_ELIMIT, "argv and environment too long for a stem");
-    if (rc == 0) {
-        body = (uint32_t)(m.len - sizeof body);
-        memcpy(m.data, &body, sizeof body);
-    }
-    bool renamed = false;
-    if (rc == 0) {
-        renamed = true;
-        rc = wisp__cg_rename(s->cg, x->st.b->id, spec->id, NULL, &err);
-    }
-    if (rc == 0) {
-        ssize_t n = write(x->st.bind_w, m.data, m.len);
-        if (n != (ssize_t)m.len)
-            rc = wisp_err_sys(&err, n < 0 ? errno : EMSGSIZE, "write to the stem");
-    }
-    if (rc < 0 && renamed)
-        stem_unname(s, &x->st, spec->id);
-    wisp_buf_free(&m);
-    if (rc < 0) {
-        if (err.code != WISP_ELIMIT)
-            xstem_failed(s, "bind", err.msg);
-        kill(x->st.b->pid, SIGKILL);
-        xstem_drop(s, i);
-        return -1;
-    }
-    /* do_spawn lists the sandbox again under its id. */
-    *pid_out = x->st.b->pid;
-    unlink_sbx(s, x->st.b);
-    free(x->st.b);
-    memcpy(fds, x->st.fds, sizeof x->st.fds);
-    x->st.fds[0] = x->st.fds[1] = x->st.fds[2] = -1;
-    *keep = x->net;
+    snprintf(b->id, sizeof b->id, "%s", m->id);
+    b->stem = b->xstem = false;
+    b->net = x->net;
     x->net = (struct ready_net){-1, -1};
-    xstem_drop(s, i); /* closes the spawner's end */
-    return 0;
+    b->key = b->net.ns_fd >= 0 && x->k.spec.reuse_key ? xstrdup(x->k.spec.reuse_key) : NULL;
+    b->starting = true;
+    s->nstarting++;
+    xstem_note(s, &x->k.spec, x->k.msg, x->k.len);
+    xstem_drop(s, i);
+}
+
+/* The daemon gives an exec stem up unbound: kill it (not a failure). */
+static void do_drop(struct spawner *s, const void *msg, size_t len)
+{
+    const char *id = msg_id(msg, len);
+    int i = id ? find_xstem(s, id) : -1;
+    if (i < 0)
+        return;
+    kill(s->xstems[i].st.b->pid, SIGKILL); /* reaped and removed as a stem */
+    xstem_drop(s, i);
+}
+
+/* The offered exec stem that fits spec, or -1. */
+static int offered_for(const struct spawner *s, const struct wisp__sb_spec *spec)
+{
+    for (int i = 0; i < s->nxstems; i++)
+        if (wisp__sb_same_sandbox(&s->xstems[i].k.spec, spec)) {
+            /* Not if the daemon could not write it the request. */
+            void *m = NULL;
+            size_t len = 0;
+            wisp_err_t err;
+            if (wisp__sb_stem_message(spec, &m, &len, &err) < 0)
+                return -1;
+            free(m);
+            return i;
+        }
+    return -1;
 }
 
 static void do_spawn(struct spawner *s, const void *msg, size_t len)
@@ -1636,11 +1630,22 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
     struct ready_net keep;
     pid_t pid = -1;
     wisp_sandbox_how_t how = WISP_SANDBOX_EXEC;
+    int xi = find_id(s, spec.id) ? -1 : offered_for(s, &spec);
+    if (xi >= 0) {
+        /* The daemon sent this before it had the stem's offer (a request
+         * that came while the stem was built): it binds the stem. */
+        struct wisp__sb_kill use = {.hdr = {WISP_SB_USE_STEM, seq}};
+        snprintf(use.id, sizeof use.id, "%s", s->xstems[xi].st.b->id);
+        send_or_die(s, &use, sizeof use, NULL, 0);
+        wisp__sb_spec_free(&spec);
+        return;
+    }
     if (find_id(s, spec.id)) {
         wisp_err_set(&err, WISP_ECONFLICT, "sandbox %s exists", spec.id);
     } else if (create(s, &spec, msg, len, -1, fds, &pid, &how, &keep, &err) == 0) {
         struct sbx *b = xcalloc(1, sizeof *b);
         snprintf(b->id, sizeof b->id, "%s", spec.id);
+        snprintf(b->cg, sizeof b->cg, "%s", spec.id);
         b->pid = pid;
         b->net = keep;
         b->key = keep.ns_fd >= 0 ? xstrdup(spec.reuse_key) : NULL;
@@ -1692,7 +1697,7 @@ static void do_kill(struct spawner *s, const void *msg, size_t len)
      * stops the rest at once should the init take time to die. Every
      * process of a sandbox is in all of its groups, so one group is enough. */
     kill(b->pid, SIGKILL);
-    wisp__cg_kill_one(s->cg, b->id);
+    wisp__cg_kill_one(s->cg, b->cg);
     not_starting(s, b); /* ending: an exec stem may be built */
 }
 
@@ -1705,19 +1710,19 @@ static bool finalize(struct spawner *s, struct sbx *b, bool report)
     wisp_step("sp-finalize");
     struct wisp__sb_exit ev = {.hdr = {WISP_SB_EXIT, 0}, .wait_status = b->wait_status};
     snprintf(ev.id, sizeof ev.id, "%s", b->id);
-    ev.peak_mem = wisp__cg_peak(s->cg, b->id);
-    ev.oom = wisp__cg_oom(s->cg, b->id);
+    ev.peak_mem = wisp__cg_peak(s->cg, b->cg);
+    ev.oom = wisp__cg_oom(s->cg, b->cg);
     /* Once its init is reaped, the kernel has killed and reaped the rest of
      * the pid namespace (the init waits for them in its exit), so the groups
      * are normally empty and the sweep (a cgroup.procs read per group) is
      * only needed when removing them fails. */
-    if (!wisp__cg_destroy(s->cg, b->id)) {
-        wisp__cg_kill(s->cg, b->id);
+    if (!wisp__cg_destroy(s->cg, b->cg)) {
+        wisp__cg_kill(s->cg, b->cg);
         if (++b->attempts < FINALIZE_ATTEMPTS)
             return false;
     }
     if (b->attempts >= FINALIZE_ATTEMPTS)
-        wisp_warn("sandbox", "cannot remove the cgroups of sandbox %s", b->id);
+        wisp_warn("sandbox", "cannot remove the cgroups of sandbox %s", b->cg);
     bool stem = b->stem;
     unlink_sbx(s, b);
     if (report && !stem && b->net.ns_fd >= 0)
@@ -1748,8 +1753,14 @@ static void reap(struct spawner *s, bool report)
                 char why[32];
                 snprintf(why, sizeof why, "wait status %d", st);
                 if (b->xstem) {
-                    if (xstem_forget(s, b)) /* not killed by the spawner */
+                    if (xstem_forget(s, b)) { /* not killed on the daemon's word */
                         xstem_failed(s, "exited before use", why);
+                        /* The daemon drops its offer. */
+                        struct wisp__sb_exit ev = {.hdr = {WISP_SB_EXIT, 0}, .wait_status = st};
+                        snprintf(ev.id, sizeof ev.id, "%s", b->id);
+                        if (report)
+                            send_or_die(s, &ev, sizeof ev, NULL, 0);
+                    }
                 } else if (b->stem) {
                     stem_failed(s, "exited before use", why);
                     stem_forget(s, b, true);
@@ -1788,7 +1799,7 @@ __attribute__((noreturn)) static void shutdown_all(struct spawner *s, int code)
     for (struct sbx *b = s->list; b; b = b->next) {
         if (!b->reaped)
             kill(b->pid, SIGKILL);
-        wisp__cg_kill(s->cg, b->id);
+        wisp__cg_kill(s->cg, b->cg);
     }
     for (struct sbx *b = s->list; b; b = b->next) {
         while (!b->reaped && waitpid(b->pid, &b->wait_status, __WALL) < 0 && errno == EINTR)
@@ -1869,6 +1880,11 @@ static void handle_messages(struct spawner *s, void *buf)
         case WISP_SB_KILL: do_kill(s, buf, (size_t)n); break;
         case WISP_SB_RELEASED: do_released(s, buf, (size_t)n); break;
         case WISP_SB_UP: do_up(s, buf, (size_t)n); break;
+        case WISP_SB_BOUND: /* a spawn too, for the refill and stem timers */
+            do_bound(s, buf, (size_t)n);
+            s->last_spawn_ns = wisp_mono_ns();
+            break;
+        case WISP_SB_DROP: do_drop(s, buf, (size_t)n); break;
         case WISP_SB_SHUTDOWN: shutdown_all(s, 0);
         default: break;
         }
@@ -1924,7 +1940,6 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
         struct xhot *hot = xstem_wanted(&s);
         int timeout = busy ? FINALIZE_RETRY_MS : -1;
         timeout = sooner(timeout, used_expire(&s));
-        timeout = sooner(timeout, xstem_expire(&s));
         /* An exec stem is built as soon as no sandbox is starting (its
          * clone, mounts and exec would compete for the CPUs with that start),
          * or once no request has come for XSTEM_IDLE_MS. */

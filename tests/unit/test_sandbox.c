@@ -53,6 +53,7 @@ static struct {
     wisp_sandbox_t *sb;
     struct run *runs[MAX_RUNS];
     int nruns;
+    unsigned stem_ttl_ms; /* for the next fixture_up (0: the default) */
 } F;
 
 static const char *const default_env[] = {"PATH=/usr/bin:/bin", NULL};
@@ -131,7 +132,8 @@ static void fixture_up_cfg3(int pool_size, bool reuse, bool exec_stems)
                                  .cgroup_name = F.cgname,
                                  .pool_size = pool_size,
                                  .no_netns_reuse = !reuse,
-                                 .no_exec_stems = !exec_stems};
+                                 .no_exec_stems = !exec_stems,
+                                 .exec_stem_ttl_ms = F.stem_ttl_ms};
     wisp_err_t err;
     if (wisp_sandbox_init(&F.sb, &cfg, &err) < 0) {
         fprintf(stderr, "# init: %s\n", err.msg);
@@ -295,6 +297,8 @@ static void finish(struct run *r)
     while (!r->exited)
         uv_run(&F.loop, UV_RUN_ONCE);
     close(r->st.api_fd);
+    if (r->st.peak_fd >= 0)
+        close(r->st.peak_fd);
 }
 
 static struct run *run_to_end(const wisp_sandbox_spec_t *spec)
@@ -1358,10 +1362,17 @@ TEST(exec_stem_serves_the_next_sandbox_of_a_version)
     wisp_sandbox_spec_t s3 = s1;
     s3.id = "xs3";
     s3.envp = env3;
+    /* (Stopped, so that it cannot end before its groups are seen.) */
+    CHECK(kill(stem, SIGSTOP) == 0);
     struct run *r3 = spawn(&s3);
     CHECK(r3->ok);
     CHECK_INT(r3->st.pid, stem);
+    CHECK(r3->st.peak_fd >= 0); /* opened before the groups are renamed */
+    /* The daemon bound it; the spawner renames its groups right after. */
+    for (int i = 0; i < 200 && !cg_exists("memory", "xs3"); i++)
+        usleep(10000);
     CHECK(cg_exists("memory", "xs3") && !cg_exists("memory", group));
+    CHECK(kill(stem, SIGCONT) == 0);
     finish(r3);
     CHECK(WIFEXITED(r3->status) && WEXITSTATUS(r3->status) == 0);
     CHECK_LINE(r3->out, "MARK=three");
@@ -1381,6 +1392,68 @@ TEST(exec_stem_serves_the_next_sandbox_of_a_version)
     struct run *r5 = run_to_end(&s5);
     CHECK(r5->ok && r5->st.pid != next);
     CHECK(WIFEXITED(r5->status) && WEXITSTATUS(r5->status) == 0);
+    fixture_down();
+}
+
+/* Run the loop for about ms milliseconds (offers, timers). */
+static void run_loop_for(unsigned ms)
+{
+    uint64_t end = wisp_mono_ns() + (uint64_t)ms * 1000000u;
+    while (wisp_mono_ns() < end) {
+        uv_run(&F.loop, UV_RUN_NOWAIT);
+        usleep(2000);
+    }
+}
+
+/* The daemon binds exec stems the spawner hands over; one that ended before
+ * its bind, or was kept too long, is never bound, and neither counts as a
+ * failure (the version keeps getting stems). */
+TEST(exec_stem_ended_or_kept_too_long_is_not_bound)
+{
+    F.stem_ttl_ms = 1000;
+    fixture_up();
+    F.stem_ttl_ms = 0;
+    if (!v1_memory())
+        SKIP("exec stems need renamable cgroups (v1 or hybrid memory controller)");
+    build_probe();
+    build_exec_stem();
+    pid_t spawner = find_spawner();
+    const char *argv[] = {"/var/task/probe", "env", NULL};
+    wisp_sandbox_spec_t s1 = spec_for("xe1", argv);
+    s1.runtime_dir = F.runtime;
+    s1.reuse_key = "fnE";
+    struct run *r1 = run_to_end(&s1);
+    wisp_sandbox_spec_t s2 = s1;
+    s2.id = "xe2";
+    struct run *r2 = run_to_end(&s2);
+    CHECK(r1->ok && r2->ok);
+    /* A stem ends before its bind: the daemon drops the offer, the next
+     * request is exec'd or bound to a newer stem, never to the dead one. */
+    pid_t dead = wait_exec_stem(spawner);
+    CHECK(dead > 0);
+    run_loop_for(50);
+    CHECK(kill(dead, SIGKILL) == 0);
+    run_loop_for(100);
+    wisp_sandbox_spec_t s3 = s1;
+    s3.id = "xe3";
+    struct run *r3 = run_to_end(&s3);
+    CHECK(r3->ok && r3->st.pid != dead);
+    CHECK(WIFEXITED(r3->status) && WEXITSTATUS(r3->status) == 0);
+    /* A stem kept unbound past the time to live is killed; another is built
+     * for the version, which binds. */
+    pid_t old = wait_exec_stem(spawner);
+    CHECK(old > 0);
+    run_loop_for(1600);
+    pid_t fresh = wait_exec_stem(spawner);
+    CHECK(fresh > 0 && fresh != old);
+    run_loop_for(50);
+    wisp_sandbox_spec_t s4 = s1;
+    s4.id = "xe4";
+    struct run *r4 = spawn(&s4);
+    CHECK(r4->ok);
+    CHECK_INT(r4->st.pid, fresh);
+    finish(r4);
+    CHECK(WIFEXITED(r4->status) && WEXITSTATUS(r4->status) == 0);
     fixture_down();
 }
 
@@ -1728,7 +1801,8 @@ TAP_MAIN(CASE(runs_unprivileged_and_confined), CASE(sees_only_its_own_file_syste
          CASE(spawner_crash_is_reported_and_cleaned_up), CASE(daemon_death_kills_sandboxes),
          CASE(pooled_items_are_used_once), CASE(pooled_env_is_isolated),
          CASE(netns_reused_only_with_the_same_key), CASE(netns_reuse_can_be_disabled),
-         CASE(exec_stem_serves_the_next_sandbox_of_a_version), CASE(exec_stems_can_be_disabled),
+         CASE(exec_stem_serves_the_next_sandbox_of_a_version),
+         CASE(exec_stem_ended_or_kept_too_long_is_not_bound), CASE(exec_stems_can_be_disabled),
          CASE(exec_stem_program_execs_a_whole_message_at_once),
          CASE(pooled_groups_never_take_an_existing_name), CASE(shared_root_template_stays_private),
          CASE(pools_can_be_disabled), CASE(pool_leftovers_are_removed_at_start),
