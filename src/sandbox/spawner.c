@@ -187,6 +187,7 @@ struct xhot {
  * runtimes/exec-stem for its argv and environment. */
 struct xstem {
     struct stem st;
+    bool offered; /* handed to the daemon (which then binds it), see offer_xstems */
     struct kept_spec k;
     struct ready_net net; /* its namespace and listener, kept for reuse after it ends */
     dev_t code_dev;       /* the code folder it has mounted */
@@ -871,6 +872,8 @@ static void keep_net(const struct spawner *s, struct ready_net *keep, int *ns_fd
 }
 
 static bool stem_fits(struct spawner *s, const struct wisp__sb_spec *spec);
+static int xstem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3],
+                      pid_t *pid_out, struct ready_net *keep);
 static int stem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3],
                      pid_t *pid_out);
 
@@ -889,6 +892,10 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, const voi
     *how = WISP_SANDBOX_EXEC;
     if (stem_fits(s, spec) && stem_bind(s, spec, fds, pid_out) == 0) {
         *how = WISP_SANDBOX_NODEJS_STEM;
+        return 0;
+    }
+    if (msg && keep && s->nxstems > 0 && xstem_bind(s, spec, fds, pid_out, keep) == 0) {
+        *how = WISP_SANDBOX_EXEC_STEM;
         return 0;
     }
     int ns_fd = -1, cg_fds[WISP_CG_N], out[2] = {-1, -1}, errp[2] = {-1, -1};
@@ -1514,33 +1521,99 @@ static void xstem_make(struct spawner *s, struct xhot *h)
     b->next = s->list;
     s->list = b;
     x.st.b = b;
-    /* The daemon binds it from now on (one process fewer on a cold start's
-     * path, and no wait behind the spawner's other work): it gets the bind
-     * socket and the descriptors a spawn reply would carry. */
-    struct wisp__sb_stem *offer = xcalloc(1, offer_len);
-    offer->hdr.type = WISP_SB_STEM;
-    snprintf(offer->id, sizeof offer->id, "%s", id);
-    offer->pid = pid;
-    offer->code_dev = (uint64_t)x.code_dev;
-    offer->code_ino = (uint64_t)x.code_ino;
-    offer->spec_len = (uint32_t)x.k.len;
-    memcpy(offer->spec, x.k.msg, x.k.len);
-    int give[] = {x.st.bind_w, x.st.fds[0], x.st.fds[1], x.st.fds[2]};
     s->xstems[s->nxstems++] = x;
-    send_or_die(s, offer, offer_len, give, 4);
-    free(offer);
-    struct xstem *kept = &s->xstems[s->nxstems - 1];
-    for (size_t i = 0; i < WISP_ARRAY_LEN(give); i++)
-        close(give[i]);
-    kept->st.bind_w = -1;
-    kept->st.fds[0] = kept->st.fds[1] = kept->st.fds[2] = -1;
     wisp_step("sp-stem-built");
+}
+
+/* Hand the exec stems not offered yet to the daemon, which binds them from
+ * now on (the spawner is then off a bound start's path: one process and two
+ * wake-ups fewer, no wait behind its other work): each with its bind socket
+ * and the descriptors a spawn reply would carry. Called once the requests
+ * that came during a stem's build were served: one of those binds it here
+ * (xstem_bind), with no round trip through the daemon. */
+static void offer_xstems(struct spawner *s)
+{
+    for (int i = 0; i < s->nxstems; i++) {
+        struct xstem *x = &s->xstems[i];
+        if (x->offered)
+            continue;
+        size_t len = sizeof(struct wisp__sb_stem) + x->k.len;
+        struct wisp__sb_stem *offer = xcalloc(1, len);
+        offer->hdr.type = WISP_SB_STEM;
+        snprintf(offer->id, sizeof offer->id, "%s", x->st.b->id);
+        offer->pid = x->st.b->pid;
+        offer->code_dev = (uint64_t)x->code_dev;
+        offer->code_ino = (uint64_t)x->code_ino;
+        offer->spec_len = (uint32_t)x->k.len;
+        memcpy(offer->spec, x->k.msg, x->k.len);
+        int give[] = {x->st.bind_w, x->st.fds[0], x->st.fds[1], x->st.fds[2]};
+        send_or_die(s, offer, len, give, 4);
+        free(offer);
+        for (size_t k = 0; k < WISP_ARRAY_LEN(give); k++)
+            close(give[k]);
+        x->st.bind_w = -1;
+        x->st.fds[0] = x->st.fds[1] = x->st.fds[2] = -1;
+        x->offered = true;
+    }
+}
+
+/* Bind an exec stem built for spec and not offered yet (a request that came
+ * while it was built). 0: done (*fds, *pid_out, *keep); -1: none (or it
+ * could not be bound: it was killed). */
+static int xstem_bind(struct spawner *s, const struct wisp__sb_spec *spec, int fds[3],
+                      pid_t *pid_out, struct ready_net *keep)
+{
+    int i = 0;
+    while (i < s->nxstems &&
+           (s->xstems[i].offered || !wisp__sb_same_sandbox(&s->xstems[i].k.spec, spec)))
+        i++;
+    if (i == s->nxstems)
+        return -1;
+    struct xstem *x = &s->xstems[i];
+    wisp_err_t err;
+    wisp_err_clear(&err);
+    struct stat code;
+    if (stat(spec->code_dir, &code) < 0 || code.st_dev != x->code_dev ||
+        code.st_ino != x->code_ino) {
+        kill(x->st.b->pid, SIGKILL); /* another folder by that name now */
+        xstem_drop(s, i);
+        return -1;
+    }
+    void *m = NULL;
+    size_t len = 0;
+    int rc = wisp__sb_stem_message(spec, &m, &len, &err);
+    if (rc < 0)
+        return -1; /* too long for a stem: exec'd; the stem stays */
+    /* The message first: the stem execs while its groups are renamed. */
+    ssize_t n = write(x->st.bind_w, m, len);
+    free(m);
+    if (n != (ssize_t)len)
+        rc = wisp_err_sys(&err, n < 0 ? errno : EMSGSIZE, "write to the stem");
+    else if (wisp__cg_rename(s->cg, x->st.b->id, spec->id, NULL, &err) < 0)
+        rc = -1;
+    if (rc < 0) {
+        stem_unname(s, &x->st, spec->id);
+        xstem_failed(s, "bind", err.msg);
+        kill(x->st.b->pid, SIGKILL);
+        xstem_drop(s, i);
+        return -1;
+    }
+    /* do_spawn lists the sandbox again under its id. */
+    *pid_out = x->st.b->pid;
+    unlink_sbx(s, x->st.b);
+    free(x->st.b);
+    memcpy(fds, x->st.fds, sizeof x->st.fds);
+    x->st.fds[0] = x->st.fds[1] = x->st.fds[2] = -1;
+    *keep = x->net;
+    x->net = (struct ready_net){-1, -1};
+    xstem_drop(s, i); /* closes the spawner's end */
+    return 0;
 }
 
 static int find_xstem(const struct spawner *s, const char *id)
 {
     for (int i = 0; i < s->nxstems; i++)
-        if (strcmp(s->xstems[i].st.b->id, id) == 0)
+        if (s->xstems[i].offered && strcmp(s->xstems[i].st.b->id, id) == 0)
             return i;
     return -1;
 }
@@ -1601,7 +1674,7 @@ static void do_drop(struct spawner *s, const void *msg, size_t len)
 static int offered_for(const struct spawner *s, const struct wisp__sb_spec *spec)
 {
     for (int i = 0; i < s->nxstems; i++)
-        if (wisp__sb_same_sandbox(&s->xstems[i].k.spec, spec)) {
+        if (s->xstems[i].offered && wisp__sb_same_sandbox(&s->xstems[i].k.spec, spec)) {
             /* Not if the daemon could not write it the request. */
             void *m = NULL;
             size_t len = 0;
@@ -1963,8 +2036,11 @@ void wisp__spawner_main(int sock, pid_t daemon, const wisp_sandbox_config_t *cfg
         /* The same for an exec stem, which is wanted sooner. */
         if (hot && !(p[1].revents & POLLIN) &&
             (s.nstarting == 0 || ms_until(since, XSTEM_IDLE_MS) == 0) &&
-            (hot = xstem_wanted(&s)) != NULL)
+            (hot = xstem_wanted(&s)) != NULL) {
             xstem_make(&s, hot);
+            handle_messages(&s, buf); /* a request that came meanwhile binds it here */
+            offer_xstems(&s);
+        }
         if (p[2].revents && s.zyg.pid > 0 && !s.zyg.ready)
             zygote_hello(&s);
         if (p[3].revents)
