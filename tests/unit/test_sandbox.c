@@ -1319,14 +1319,23 @@ static void memory_group_of(pid_t pid, char *out, size_t cap)
     fclose(f);
 }
 
-TEST(exec_stem_serves_the_next_sandbox_of_a_version)
+/* A fixture for the exec stem cases (stems kept ttl_ms unbound, 0: the
+ * default), the probe and exec-stem built; the spawner's pid. */
+static pid_t exec_stem_fixture(unsigned ttl_ms)
 {
+    F.stem_ttl_ms = ttl_ms;
     fixture_up();
+    F.stem_ttl_ms = 0;
     if (!v1_memory())
         SKIP("exec stems need renamable cgroups (v1 or hybrid memory controller)");
     build_probe();
     build_exec_stem();
-    pid_t spawner = find_spawner();
+    return find_spawner();
+}
+
+TEST(exec_stem_serves_the_next_sandbox_of_a_version)
+{
+    pid_t spawner = exec_stem_fixture(0);
     const char *argv[] = {"/var/task/probe", "env", NULL};
     const char *env1[] = {"PATH=/usr/bin:/bin", "MARK=one", NULL};
     wisp_sandbox_spec_t s1 = spec_for("xs1", argv);
@@ -1410,14 +1419,7 @@ static void run_loop_for(unsigned ms)
  * failure (the version keeps getting stems). */
 TEST(exec_stem_ended_or_kept_too_long_is_not_bound)
 {
-    F.stem_ttl_ms = 1000;
-    fixture_up();
-    F.stem_ttl_ms = 0;
-    if (!v1_memory())
-        SKIP("exec stems need renamable cgroups (v1 or hybrid memory controller)");
-    build_probe();
-    build_exec_stem();
-    pid_t spawner = find_spawner();
+    pid_t spawner = exec_stem_fixture(1000);
     const char *argv[] = {"/var/task/probe", "env", NULL};
     wisp_sandbox_spec_t s1 = spec_for("xe1", argv);
     s1.runtime_dir = F.runtime;
