@@ -53,7 +53,7 @@ def main():
               f"machine busy {(b1 - b0) / clk:.2f} of {(t1 - t0) / clk:.2f} CPU-s; "
               f"CPU per env {(b1 - b0) / clk / max(envs, 1) * 1000:.2f} ms")
     finally:
-        s.daemon.stop()
+        s.cleanup()  # the daemon, then the suite's temporary folder
 
 
 if __name__ == "__main__":
