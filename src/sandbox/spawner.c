@@ -1703,7 +1703,8 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
     struct ready_net keep;
     pid_t pid = -1;
     wisp_sandbox_how_t how = WISP_SANDBOX_EXEC;
-    int xi = find_id(s, spec.id) ? -1 : offered_for(s, &spec);
+    bool exists = find_id(s, spec.id) != NULL;
+    int xi = exists ? -1 : offered_for(s, &spec);
     if (xi >= 0) {
         /* The daemon sent this before it had the stem's offer (a request
          * that came while the stem was built): it binds the stem. */
@@ -1713,7 +1714,7 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
         wisp__sb_spec_free(&spec);
         return;
     }
-    if (find_id(s, spec.id)) {
+    if (exists) {
         wisp_err_set(&err, WISP_ECONFLICT, "sandbox %s exists", spec.id);
     } else if (create(s, &spec, msg, len, -1, fds, &pid, &how, &keep, &err) == 0) {
         struct sbx *b = xcalloc(1, sizeof *b);

@@ -392,6 +392,14 @@ static struct outcome deploy(struct env *e, const char *name, const char *config
     return o;
 }
 
+/* Deploy that must succeed (upsert); the outcome is not needed after. */
+static void upsert_ok(struct env *e, const char *name, const char *config, const struct zb_buf *zip)
+{
+    struct outcome o = deploy(e, name, config, zip, WISP_DEPLOY_UPSERT);
+    CHECK(o.ok);
+    outcome_clear(&o);
+}
+
 /* A zip with an executable bootstrap printing tag, plus a filler file. */
 static struct zb_buf make_zip(const char *tag, size_t filler)
 {
@@ -680,9 +688,7 @@ TEST(packages_dedupe_and_gc_with_holds)
     wisp__sha256_hex(c.buf, c.used, sc);
     const char *cfg = "{\"runtime\":\"provided\"}";
     struct outcome o;
-    o = deploy(&e, "f1", cfg, &a, WISP_DEPLOY_UPSERT);
-    CHECK(o.ok);
-    outcome_clear(&o);
+    upsert_ok(&e, "f1", cfg, &a);
     o = deploy(&e, "f2", cfg, &a, WISP_DEPLOY_UPSERT);
     CHECK(o.ok);
     CHECK_STR(o.fn->code_sha256, sa);
@@ -691,9 +697,7 @@ TEST(packages_dedupe_and_gc_with_holds)
     CHECK_INT(wisp_store_pkg_refs(e.st, sa), 2);
 
     /* f1 moves to b: a is still used by f2. */
-    o = deploy(&e, "f1", NULL, &b, WISP_DEPLOY_UPSERT);
-    CHECK(o.ok);
-    outcome_clear(&o);
+    upsert_ok(&e, "f1", NULL, &b);
     CHECK(pkg_exists(&e, sa));
     CHECK(pkg_exists(&e, sb));
     /* An env holds a; f2 is deleted: a stays while held. */
@@ -712,13 +716,9 @@ TEST(packages_dedupe_and_gc_with_holds)
     CHECK_INT(code_entries(&e), 2); /* b only; the trash is gone too */
 
     /* Holding the current package of a function and changing its code. */
-    o = deploy(&e, "f3", cfg, &c, WISP_DEPLOY_UPSERT);
-    CHECK(o.ok);
-    outcome_clear(&o);
+    upsert_ok(&e, "f3", cfg, &c);
     wisp_registry_pkg_hold(e.reg, sc);
-    o = deploy(&e, "f3", NULL, &b, WISP_DEPLOY_UPSERT);
-    CHECK(o.ok);
-    outcome_clear(&o);
+    upsert_ok(&e, "f3", NULL, &b);
     CHECK(pkg_exists(&e, sc));
     wisp_registry_pkg_release(e.reg, sc);
     uv_run(&e.loop, UV_RUN_DEFAULT);
@@ -729,9 +729,7 @@ TEST(packages_dedupe_and_gc_with_holds)
     /* Envs of a package that is still its function's code come and go (the
      * registry remembers it is referenced); once the function is deleted,
      * the last release collects it all the same. */
-    o = deploy(&e, "f4", cfg, &c, WISP_DEPLOY_UPSERT);
-    CHECK(o.ok);
-    outcome_clear(&o);
+    upsert_ok(&e, "f4", cfg, &c);
     for (int i = 0; i < 3; i++) {
         wisp_registry_pkg_hold(e.reg, sc);
         wisp_registry_pkg_release(e.reg, sc);
@@ -743,15 +741,11 @@ TEST(packages_dedupe_and_gc_with_holds)
     wisp_registry_pkg_release(e.reg, sc);
     CHECK(!pkg_exists(&e, sc));
     /* The same after the function moved to other code while held. */
-    o = deploy(&e, "f5", cfg, &c, WISP_DEPLOY_UPSERT);
-    CHECK(o.ok);
-    outcome_clear(&o);
+    upsert_ok(&e, "f5", cfg, &c);
     wisp_registry_pkg_hold(e.reg, sc);
     wisp_registry_pkg_release(e.reg, sc);
     wisp_registry_pkg_hold(e.reg, sc);
-    o = deploy(&e, "f5", NULL, &b, WISP_DEPLOY_UPSERT);
-    CHECK(o.ok);
-    outcome_clear(&o);
+    upsert_ok(&e, "f5", NULL, &b);
     CHECK(pkg_exists(&e, sc));
     wisp_registry_pkg_release(e.reg, sc);
     CHECK(!pkg_exists(&e, sc));
