@@ -21,12 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
 
-def busy_total():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return sum(v) - v[3] - v[4], sum(v)  # all but idle and iowait; everything
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
@@ -42,16 +36,15 @@ def main():
     try:
         fn = s.new_function("rate-c", "provided", {"handler": "bootstrap", "idle_timeout_s": 0})
         s.daemon.invoke(fn)
-        b0, t0 = busy_total()
+        b0 = bench.machine_busy_s()
         w = s.wisp_load(fn, conns=a.conns, threads=2, duration=a.seconds)
-        b1, t1 = busy_total()
+        busy = bench.machine_busy_s() - b0
         s.check_ok(w, "cpu per env")
-        clk = os.sysconf("SC_CLK_TCK")
         envs = w["cold"]
         print(f"WISP_NETNS_REUSE={os.environ.get('WISP_NETNS_REUSE', '(default)')} "
               f"envs={envs} rate={envs / w['elapsed_s']:.0f}/s "
-              f"machine busy {(b1 - b0) / clk:.2f} of {(t1 - t0) / clk:.2f} CPU-s; "
-              f"CPU per env {(b1 - b0) / clk / max(envs, 1) * 1000:.2f} ms")
+              f"machine busy {busy:.2f} of {(os.cpu_count() or 1) * w['elapsed_s']:.2f} CPU-s; "
+              f"CPU per env {busy / max(envs, 1) * 1000:.2f} ms")
     finally:
         s.cleanup()  # the daemon, then the suite's temporary folder
 
