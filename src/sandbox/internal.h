@@ -308,10 +308,9 @@ void wisp__pool_stop(struct wisp__pool *p);
 void wisp__pool_close(struct wisp__pool *p);
 
 /* ---- seccomp ------------------------------------------------------------- */
-/* Compile the sandbox allow-list to BPF once; free with wisp__seccomp_free. */
-int wisp__seccomp_build(struct sock_fprog *prog, wisp_err_t *err)
-    __attribute__((warn_unused_result));
-void wisp__seccomp_free(struct sock_fprog *prog);
+/* Compile the sandbox allow-list to BPF and load it into the calling process
+ * (the spawner, once): every sandbox it makes inherits it. */
+int wisp__seccomp_install(wisp_err_t *err) __attribute__((warn_unused_result));
 
 /* ---- root file system ---------------------------------------------------- */
 #define WISP_ROOT_TOP_MAX 8
@@ -344,7 +343,6 @@ int wisp__rootfs_template(struct wisp__rootfs *fs, wisp_err_t *err)
 struct wisp__child {
     const struct wisp__rootfs *fs;
     const struct wisp__sb_spec *spec;
-    const struct sock_fprog *seccomp;
     cap_t empty_caps;      /* an empty capability set, for cap_set_proc */
     cap_value_t last_cap;  /* highest capability the kernel knows */
     const cpu_set_t *cpus; /* the CPUs the sandbox may use (it starts pinned) */

@@ -15,8 +15,9 @@
  * descriptor, set rlimits, drop privileges (secure bits, bounding and ambient
  * sets, groups, gid, uid, remaining capabilities, no_new_privs), ask for
  * SIGKILL when the spawner dies, restore signals, widen the CPU affinity
- * (the spawner starts it pinned to its own CPU), load the precompiled
- * seccomp program and exec argv with exactly envp.
+ * (the spawner starts it pinned to its own CPU), check that it runs under
+ * the sandbox seccomp filter (inherited from the spawner: seccomp.c) and exec
+ * argv with exactly envp.
  *
  * wisp__child_setup is all of that but the exec; a zygote-born sandbox
  * (zygote.c) runs it too, in its own process, and then goes on in the
@@ -159,8 +160,9 @@ int wisp__child_setup(struct wisp__child *c)
     umask(022);
     if (c->cpus)
         sched_setaffinity(0, sizeof *c->cpus, c->cpus);
-    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, c->seccomp) < 0)
-        return wisp__child_fail(c, errno, "load the seccomp filter");
+    /* The filter came with the clone (seccomp.c); fail closed without it. */
+    if (prctl(PR_GET_SECCOMP, 0, 0, 0, 0) != SECCOMP_MODE_FILTER)
+        return wisp__child_fail(c, EPERM, "not under the sandbox seccomp filter");
     return 0;
 }
 

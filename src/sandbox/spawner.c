@@ -204,7 +204,6 @@ struct spawner {
     const wisp_sandbox_config_t *cfg;
     const struct wisp__cg *cg;
     struct wisp__rootfs fs;
-    struct sock_fprog seccomp;
     cap_t empty_caps;
     cap_value_t last_cap;                    /* highest capability number the kernel knows */
     char *stack;                             /* CHILD_STACK_SIZE bytes, reused by every clone */
@@ -316,8 +315,6 @@ static int setup(struct spawner *s, wisp_err_t *err)
     s->host_netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     if (s->host_netns < 0)
         return wisp_err_sys(err, errno, "open /proc/self/ns/net");
-    if (wisp__seccomp_build(&s->seccomp, err) < 0)
-        return -1;
     if (wisp__rootfs_prepare(&s->fs, s->cfg->state_dir, s->cfg->uid, s->cfg->gid, err) < 0)
         return -1;
     wisp_err_t terr;
@@ -344,6 +341,10 @@ static int setup(struct spawner *s, wisp_err_t *err)
     mprotect(s->stack, 4096, PROT_NONE); /* guard page */
     if (sched_getaffinity(0, sizeof s->cpus, &s->cpus) < 0)
         return wisp_err_sys(err, errno, "sched_getaffinity");
+    /* From here on the spawner, its pool maker, zygotes and every sandbox
+     * run under the sandbox filter (seccomp.c). */
+    if (wisp__seccomp_install(err) < 0)
+        return -1;
     wisp_err_clear(&terr);
     if (s->cfg->pool_size > 0 &&
         wisp__pool_start(&s->pool, s->host_netns, s->cg, s->cfg->pool_size, &terr) < 0)
@@ -940,7 +941,6 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, const voi
     struct wisp__child c = {
         .fs = &s->fs,
         .spec = spec,
-        .seccomp = &s->seccomp,
         .empty_caps = s->empty_caps,
         .last_cap = s->last_cap,
         .uid = s->cfg->uid,
@@ -1321,7 +1321,7 @@ static void stem_hello(struct spawner *s, struct stem *st)
 /* ---- exec stems ------------------------------------------------------------------
  * A sandbox that execs its runtime (a `provided` bootstrap: no zygote, no
  * nodejs stem) used to be built while its request waited: clone into new
- * namespaces, cgroups, mounts, credentials, the seccomp load, then the exec.
+ * namespaces, cgroups, mounts, credentials, then the exec.
  * An exec stem is that sandbox built ahead of need for one function version.
  * Once the same spec (code, runtime, argv, limits, port, reuse_key; not the
  * id or the environment) has been spawned twice within XSTEM_HOT_MS, the

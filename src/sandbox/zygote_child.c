@@ -13,7 +13,8 @@
  * pid namespace and a child of the spawner, which reaps it like any sandbox;
  * the zygote reports its host pid on the status pipe. The first process
  * calls wisp_zygote_enter: wisp__child_setup (cgroups, network namespace,
- * root, stdio, rlimits, privileges, seccomp), then success or the failure on
+ * root, stdio, rlimits, privileges; the seccomp filter is the spawner's,
+ * inherited), then success or the failure on
  * the status pipe, which the spawner reads (the two records may come in
  * either order).
  *
@@ -38,7 +39,6 @@
 static struct {
     bool ready;
     struct wisp__rootfs fs;
-    struct sock_fprog seccomp;
     cap_t empty_caps;
     cap_value_t last_cap;
     uid_t uid;
@@ -126,14 +126,8 @@ static void show_environment(char **envp)
 
 int wisp_zygote_init(const char *tmpl_dir, unsigned uid, unsigned gid, char *errbuf, size_t errlen)
 {
-    wisp_err_t err;
-    wisp_err_clear(&err);
     if (tmpl_dir == NULL || tmpl_dir[0] != '/') {
         snprintf(errbuf, errlen, "the root template must be an absolute path");
-        return -1;
-    }
-    if (wisp__seccomp_build(&Z.seccomp, &err) < 0) {
-        snprintf(errbuf, errlen, "%s", err.msg);
         return -1;
     }
     Z.fs.tmpl_dir = xstrdup(tmpl_dir);
@@ -205,7 +199,6 @@ int wisp_zygote_enter(const void *msg, size_t len, const int *fds, int nfds)
     struct wisp__child c = {
         .fs = &Z.fs,
         .spec = &Z.spec,
-        .seccomp = &Z.seccomp,
         .empty_caps = Z.empty_caps,
         .last_cap = Z.last_cap,
         .uid = Z.uid,

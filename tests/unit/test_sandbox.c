@@ -338,6 +338,21 @@ static const char *value_of(const char *text, const char *key, char *buf, size_t
     return NULL;
 }
 
+/* How many seccomp filters this test process runs under (0 on a plain host). */
+static int own_seccomp_filters(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    int n = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Seccomp_filters: %d", &n) == 1)
+            break;
+    if (f)
+        fclose(f);
+    CHECK(n >= 0);
+    return n;
+}
+
 /* ---- cases ---------------------------------------------------------------- */
 
 TEST(runs_unprivileged_and_confined)
@@ -361,6 +376,10 @@ TEST(runs_unprivileged_and_confined)
     CHECK_LINE(r->out, "CapAmb=0000000000000000");
     CHECK_LINE(r->out, "NoNewPrivs=1");
     CHECK_LINE(r->out, "Seccomp=2");
+    /* One filter more than this test runs under: the spawner's, inherited. */
+    char filters[64];
+    snprintf(filters, sizeof filters, "Seccomp_filters=%d", own_seccomp_filters() + 1);
+    CHECK_LINE(r->out, filters);
     CHECK(!r->oom);
     CHECK(r->peak > 0);
     CHECK_INT(wisp_sandbox_count(F.sb), 0);
@@ -507,6 +526,12 @@ TEST(forbidden_system_calls_fail)
                                        "setuid0=EPERM",
                                        "personality=EPERM",
                                        "clone_ns=EPERM",
+                                       "clone_pid=EPERM",
+                                       "unshare_pid=EPERM",
+                                       "unshare_user_mnt=EPERM",
+                                       "setns=EPERM",
+                                       "pivot_root=EPERM",
+                                       "open_tree=EPERM",
                                        "tcp=ok",
                                        "udp6=ok",
                                        "socketpair=ok",
