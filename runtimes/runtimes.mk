@@ -46,15 +46,15 @@ $(RT_OUT)/python3/.compiled: $(RT_OUT)/python3/wisp_bootstrap.py
 
 # The C half of the python3 zygote (src/sandbox/zygote_child.c), loaded with
 # ctypes by zygote.py: the sandbox set-up code of the spawner, position-independent.
+# (No seccomp.c: the zygote and its forks run under the spawner's filter, inherited.)
 ZYG_SRCS := src/core/buf.c src/core/err.c src/core/log.c src/core/util.c src/sandbox/ns.c \
-            src/sandbox/mounts.c src/sandbox/protocol.c src/sandbox/seccomp.c \
-            src/sandbox/zygote_child.c
+            src/sandbox/mounts.c src/sandbox/protocol.c src/sandbox/zygote_child.c
 $(RT_OUT)/python3/libwispenter.so: $(ZYG_SRCS) src/sandbox/internal.h src/sandbox/sandbox.h
 	@mkdir -p $(@D)
 	@echo "  SO      $@"
 	$(Q)$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -g0 -fPIC -shared $(WARN) -Isrc \
-	    $(shell pkg-config --cflags libseccomp libcap jansson) -o $@ $(ZYG_SRCS) \
-	    $(shell pkg-config --libs libseccomp libcap jansson)
+	    $(shell pkg-config --cflags libcap jansson) -o $@ $(ZYG_SRCS) \
+	    $(shell pkg-config --libs libcap jansson)
 
 $(RT_OUT)/nodejs/bootstrap.js: runtimes/nodejs/bootstrap.js
 	@mkdir -p $(@D)

@@ -3,8 +3,8 @@
  * pre-initialised interpreter calls, through ctypes, to turn a fork of
  * itself into a sandbox exactly as ns.c makes one before exec.
  *
- * Built into wisp (unused there) and, with ns.c, mounts.c, protocol.c,
- * seccomp.c and core/, into the shared library the python3 zygote loads
+ * Built into wisp (unused there) and, with ns.c, mounts.c, protocol.c and
+ * core/, into the shared library the python3 zygote loads
  * ($(BUILD)/runtimes/python3/libwispenter.so). The zygote is root in the
  * spawner's mount namespace (where the read-only root template is mounted);
  * for each request it calls wisp_zygote_fork, which forks (as os.fork does,
