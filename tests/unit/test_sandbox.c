@@ -338,10 +338,12 @@ static const char *value_of(const char *text, const char *key, char *buf, size_t
     return NULL;
 }
 
-/* How many seccomp filters this test process runs under (0 on a plain host). */
-static int own_seccomp_filters(void)
+/* How many seccomp filters process pid (0: this test, usually none) runs under. */
+static int seccomp_filters_of(pid_t pid)
 {
-    FILE *f = fopen("/proc/self/status", "r");
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", pid ? (int)pid : (int)getpid());
+    FILE *f = fopen(path, "r");
     char line[256];
     int n = -1;
     while (f && fgets(line, sizeof line, f))
@@ -378,7 +380,7 @@ TEST(runs_unprivileged_and_confined)
     CHECK_LINE(r->out, "Seccomp=2");
     /* One filter more than this test runs under: the spawner's, inherited. */
     char filters[64];
-    snprintf(filters, sizeof filters, "Seccomp_filters=%d", own_seccomp_filters() + 1);
+    snprintf(filters, sizeof filters, "Seccomp_filters=%d", seccomp_filters_of(0) + 1);
     CHECK_LINE(r->out, filters);
     CHECK(!r->oom);
     CHECK(r->peak > 0);
@@ -1741,6 +1743,31 @@ static void time_spawns(const char *label)
     CHECK(setup[N / 2] < 100ull * 1000 * 1000);
 }
 
+TEST(spawner_and_pool_maker_run_under_the_sandbox_filter)
+{
+    fixture_up_pool(2);
+    pid_t spawner = find_spawner();
+    static const char comm[] = "wisp-pool\n";
+    pid_t maker = -1;
+    for (int i = 0; i < 200 && maker < 0; i++) {
+        maker = child_with(spawner, "comm", comm, sizeof comm - 1);
+        if (maker < 0)
+            usleep(10 * 1000);
+    }
+    CHECK(maker > 0);
+    int own = seccomp_filters_of(0);
+    /* One filter, loaded once by the spawner; the maker and every sandbox inherit it. */
+    CHECK_INT(seccomp_filters_of(spawner), own + 1);
+    if (maker > 0)
+        CHECK_INT(seccomp_filters_of(maker), own + 1);
+    /* The filter does not get in the way of the spawner's own work. */
+    const char *argv[] = {"/bin/true", NULL};
+    wisp_sandbox_spec_t s = spec_for("filtered", argv);
+    struct run *r = run_to_end(&s);
+    CHECK(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0);
+    fixture_down();
+}
+
 TEST(spawn_timing_without_pools)
 {
     fixture_up_pool(-1);
@@ -1833,4 +1860,5 @@ TAP_MAIN(CASE(runs_unprivileged_and_confined), CASE(sees_only_its_own_file_syste
          CASE(exec_stem_program_execs_a_whole_message_at_once),
          CASE(pooled_groups_never_take_an_existing_name), CASE(shared_root_template_stays_private),
          CASE(pools_can_be_disabled), CASE(pool_leftovers_are_removed_at_start),
+         CASE(spawner_and_pool_maker_run_under_the_sandbox_filter),
          CASE(spawn_timing_without_pools), CASE(spawn_timing), CASE(no_leftovers))
