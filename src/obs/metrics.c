@@ -2,6 +2,7 @@
 #include "obs/metrics.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/util.h"
@@ -10,11 +11,13 @@ enum kind { COUNTER, GAUGE, HISTOGRAM, GAUGE_FN };
 
 /* One labelled series of a metric. For histograms, counts has nbounds+1 cells. */
 struct series {
-    struct series *next;
-    char *labels;    /* Prometheus label text without braces, "" if none */
-    double value;    /* counter/gauge value; histogram sum */
-    double *buckets; /* histogram: cumulative counts are computed at render */
-    double count;    /* histogram: number of observations */
+    struct series *next;  /* the metric's series, sorted by labels (the rendering order) */
+    struct series *hnext; /* the next series in the same hash table slot */
+    uint32_t hash;        /* of labels */
+    char *labels;         /* Prometheus label text without braces, "" if none */
+    double value;         /* counter/gauge value; histogram sum */
+    double *buckets;      /* histogram: cumulative counts are computed at render */
+    double count;         /* histogram: number of observations */
 };
 
 struct wisp_metric {
@@ -25,6 +28,11 @@ struct wisp_metric {
     double *bounds; /* histogram upper bounds */
     size_t nbounds;
     struct series *series;
+    /* The series by label hash: every invocation updates several series, and a
+     * list walk would grow with the number of functions. */
+    struct series **table;
+    size_t table_size; /* a power of two, 0 before the first series */
+    size_t nseries;
     wisp_metrics_collect_cb cb; /* GAUGE_FN only */
     void *cb_data;
 };
@@ -89,14 +97,54 @@ void wisp_metrics_gauge_fn(const char *name, const char *help, wisp_metrics_coll
     m->cb_data = data;
 }
 
+static uint32_t label_hash(const char *labels)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)labels; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+static struct series *find_series(const wisp_metric_t *m, const char *labels, uint32_t hash)
+{
+    if (m->table_size == 0)
+        return NULL;
+    for (struct series *s = m->table[hash & (m->table_size - 1)]; s; s = s->hnext)
+        if (s->hash == hash && strcmp(s->labels, labels) == 0)
+            return s;
+    return NULL;
+}
+
+/* Keep at most one series per slot on average: double and rehash when full. */
+static void table_insert(wisp_metric_t *m, struct series *s)
+{
+    if (m->nseries + 1 > m->table_size) {
+        size_t size = m->table_size ? m->table_size * 2 : 16;
+        free(m->table);
+        m->table = xcalloc(size, sizeof *m->table);
+        m->table_size = size;
+        for (struct series *o = m->series; o; o = o->next)
+            if (o != s) {
+                o->hnext = m->table[o->hash & (size - 1)];
+                m->table[o->hash & (size - 1)] = o;
+            }
+    }
+    struct series **slot = &m->table[s->hash & (m->table_size - 1)];
+    s->hnext = *slot;
+    *slot = s;
+    m->nseries++;
+}
+
 static struct series *get_series(wisp_metric_t *m, const char *labels)
 {
     if (labels == NULL)
         labels = "";
-    for (struct series *s = m->series; s; s = s->next)
-        if (strcmp(s->labels, labels) == 0)
-            return s;
-    struct series *s = xcalloc(1, sizeof *s);
+    uint32_t hash = label_hash(labels);
+    struct series *s = find_series(m, labels, hash);
+    if (s != NULL)
+        return s;
+    s = xcalloc(1, sizeof *s);
+    s->hash = hash;
     s->labels = xstrdup(labels);
     if (m->kind == HISTOGRAM)
         s->buckets = xcalloc(m->nbounds + 1, sizeof(double));
@@ -106,6 +154,7 @@ static struct series *get_series(wisp_metric_t *m, const char *labels)
         pp = &(*pp)->next;
     s->next = *pp;
     *pp = s;
+    table_insert(m, s);
     return s;
 }
 
@@ -134,10 +183,10 @@ double wisp_metrics_value(wisp_metric_t *m, const char *labels)
 {
     if (labels == NULL)
         labels = "";
-    for (struct series *s = m->series; s; s = s->next)
-        if (strcmp(s->labels, labels) == 0)
-            return m->kind == HISTOGRAM ? s->count : s->value;
-    return 0;
+    const struct series *s = find_series(m, labels, label_hash(labels));
+    if (s == NULL)
+        return 0;
+    return m->kind == HISTOGRAM ? s->count : s->value;
 }
 
 void wisp_metrics_label_escape(const char *value, char *out, size_t n)
@@ -224,6 +273,7 @@ void wisp_metrics_reset(void)
             free(s->buckets);
             free(s);
         }
+        free(m->table);
         free(m->bounds);
         free(m);
     }

@@ -131,6 +131,46 @@ TEST(metrics_render)
     wisp_metrics_reset();
 }
 
+/* Thousands of series (one per function): each keeps its own value through the
+ * table's growth, lookups of absent series create nothing, and the output stays
+ * sorted by labels. */
+TEST(metrics_many_series)
+{
+    wisp_metric_t *c = wisp_metrics_counter("t_calls_total", "Calls.");
+    double b[] = {0.1, 1};
+    wisp_metric_t *h = wisp_metrics_histogram("t_call_seconds", "Latency.", b, 2);
+    enum { N = 3000 };
+    char labels[64];
+    for (int round = 0; round < 2; round++)
+        for (int i = N - 1; i >= 0; i--) {
+            snprintf(labels, sizeof labels, "function=\"f%05d\"", i);
+            wisp_metrics_add(c, labels, (double)i);
+            wisp_metrics_observe(h, labels, 0.5);
+        }
+    int wrong = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(labels, sizeof labels, "function=\"f%05d\"", i);
+        wrong += wisp_metrics_value(c, labels) != 2.0 * i;
+        wrong += wisp_metrics_value(h, labels) != 2.0;
+    }
+    CHECK_INT(wrong, 0);
+    CHECK(wisp_metrics_value(c, "function=\"absent\"") == 0);
+    CHECK(wisp_metrics_value(c, NULL) == 0);
+    wisp_buf_t out = WISP_BUF_INIT(0);
+    wisp_metrics_render(&out);
+    CHECK(strstr(out.data, "t_calls_total{function=\"f02999\"} 5998\n"));
+    CHECK(strstr(out.data, "t_call_seconds_count{function=\"f00007\"} 2\n"));
+    const char *a = strstr(out.data, "t_calls_total{function=\"f00009\"}");
+    const char *z = strstr(out.data, "t_calls_total{function=\"f00010\"}");
+    CHECK(a != NULL && z != NULL && a < z);
+    size_t rows = 0;
+    for (const char *p = out.data; (p = strstr(p, "t_calls_total{")) != NULL; p++)
+        rows++;
+    CHECK_INT((long)rows, N);
+    wisp_buf_free(&out);
+    wisp_metrics_reset();
+}
+
 TAP_MAIN(CASE(err_set_and_map), CASE(buf_respects_max), CASE(uuid_shape),
          CASE(uuid7_shape_and_order), CASE(time_formats), CASE(files_roundtrip),
-         CASE(metrics_render))
+         CASE(metrics_render), CASE(metrics_many_series))
