@@ -1130,6 +1130,7 @@ http {{
         self.rep.add()
         rows = []
         loads = []  # how busy the machine was during each variant's rounds
+        ncpu = os.cpu_count() or 1
         worst = 0.0
         for variant, event in (("noop", "{}"), ("held", f'{{"sleep_ms": {hold}}}')):
             fn = self.new_function(f"burst-{variant}", "provided",
@@ -1148,7 +1149,6 @@ http {{
                 colds.append(w["cold"])
                 dists = w["dist"] if dists is None else dists.merge(w["dist"])
             wt = Dist(times)
-            ncpu = os.cpu_count() or 1
             loads.append(f"{variant} {busy:.2f} of {ncpu * sum(times) / 1e6:.2f} CPU-s "
                          f"({ratio(busy * 1e6, ncpu * sum(times)) * 100:.0f}%)")
             worst = max(worst, wt.max - (hold * 1000 if variant == "held" else 0))

@@ -115,7 +115,8 @@ static struct series *find_series(const wisp_metric_t *m, const char *labels, ui
     return NULL;
 }
 
-/* Keep at most one series per slot on average: double and rehash when full. */
+/* Add s (not yet in m->series) to the table; keep at most one series per slot
+ * on average: double and rehash the listed series when full. */
 static void table_insert(wisp_metric_t *m, struct series *s)
 {
     if (m->nseries + 1 > m->table_size) {
@@ -123,11 +124,10 @@ static void table_insert(wisp_metric_t *m, struct series *s)
         free(m->table);
         m->table = xcalloc(size, sizeof *m->table);
         m->table_size = size;
-        for (struct series *o = m->series; o; o = o->next)
-            if (o != s) {
-                o->hnext = m->table[o->hash & (size - 1)];
-                m->table[o->hash & (size - 1)] = o;
-            }
+        for (struct series *o = m->series; o; o = o->next) {
+            o->hnext = m->table[o->hash & (size - 1)];
+            m->table[o->hash & (size - 1)] = o;
+        }
     }
     struct series **slot = &m->table[s->hash & (m->table_size - 1)];
     s->hnext = *slot;
@@ -148,13 +148,13 @@ static struct series *get_series(wisp_metric_t *m, const char *labels)
     s->labels = xstrdup(labels);
     if (m->kind == HISTOGRAM)
         s->buckets = xcalloc(m->nbounds + 1, sizeof(double));
+    table_insert(m, s);
     /* Keep series sorted by labels so the output is stable. */
     struct series **pp = &m->series;
     while (*pp && strcmp((*pp)->labels, labels) < 0)
         pp = &(*pp)->next;
     s->next = *pp;
     *pp = s;
-    table_insert(m, s);
     return s;
 }
 
