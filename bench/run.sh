@@ -55,6 +55,18 @@ build_tool "$TOOLS/spawn_baseline-static" "$ROOT/bench/spawn_baseline.c" -- -sta
 build_tool "$TOOLS/noop-bootstrap" "$ROOT/bench/functions/noop-c/main.c" \
     "$ROOT/runtimes/c/wisp_runtime.c" "$ROOT/runtimes/c/wisp_runtime.h" -- -static \
     -I"$ROOT/runtimes/c"
+# The log writer's store work (bench/store_batch.c), linked with the daemon's own objects.
+mapfile -t WISP_OBJS < <(find "$BUILD/src" -name '*.o' ! -path "$BUILD/src/main.o" | sort)
+WISP_PKGS=(libuv jansson sqlite3 libseccomp libcap libarchive openssl libcurl)
+SAN=() # objects of `make asan-test` (build/asan) link only with their sanitizers
+# (grep reads all of nm's output: -q would end the pipe early, which pipefail counts as failure)
+if nm "${WISP_OBJS[0]}" 2>/dev/null | grep __asan_ >/dev/null; then
+    SAN=(-fsanitize=address,undefined)
+fi
+# shellcheck disable=SC2046 # pkg-config prints separate flags
+build_tool "$TOOLS/store_batch" "$ROOT/bench/store_batch.c" "${WISP_OBJS[@]}" -- -I"$ROOT/src" \
+    $(pkg-config --cflags "${WISP_PKGS[@]}") $(pkg-config --libs "${WISP_PKGS[@]}") \
+    -lhttp_parser -lm -pthread "${SAN[@]}"
 
 # The npm peers (full runs only). A failure only means those peers are not measured.
 if [ ${#QUICK[@]} -eq 0 ] && [ -x /usr/bin/npm ]; then

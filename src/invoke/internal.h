@@ -134,5 +134,10 @@ void wisp__logs_add(wisp_invoker_t *inv, const char *function, const char *reque
 /* Queue an invocation record (copied; its heap fields are taken) for the
  * next flush. */
 void wisp__logs_record(wisp_invoker_t *inv, const invrec_t *rec);
+/* Append rec as the JSON object text the store keeps for it: {"id",
+ * "function", "revision", "trigger", "start_ms", "queue_ms", "init_ms",
+ * "duration_ms", "billed_ms", "max_memory_mb", "cold", "outcome",
+ * "error_type"} (durations to the microsecond, error_type null if none). */
+void wisp__invrec_json(const invrec_t *rec, wisp_buf_t *b);
 
 #endif

@@ -18,6 +18,7 @@
  * connection (an in-memory database), batches are written on the loop
  * thread as they are handed over.
  */
+#include <math.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -58,6 +59,75 @@ struct wisp__logwriter {
     int64_t last_prune_ms; /* when invocation records were last pruned */
 };
 
+/* Append a string literal. */
+#define ADD_LIT(b, lit) wisp_buf_add((b), (lit), sizeof(lit) - 1)
+
+/* Append s as a JSON string. The daemon's own strings (UUIDs, function
+ * names, fixed words) are ASCII and take the short path; text from a runtime
+ * (an error type) that is not valid UTF-8 is kept with those bytes as '?', as
+ * log queries do. */
+static void json_str(wisp_buf_t *b, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p != '\0' && *p < 0x80)
+        p++;
+    if (*p != '\0') { /* not ASCII: jansson checks the UTF-8 and escapes */
+        json_t *js = json_string(s);
+        if (js == NULL) {
+            cleanup_free char *fixed = xstrdup(s);
+            for (char *c = fixed; *c != '\0'; c++)
+                if ((unsigned char)*c >= 0x80)
+                    *c = '?';
+            js = json_string(fixed);
+        }
+        cleanup_free char *text = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+        json_decref(js);
+        wisp_buf_addf(b, "%s", text ? text : "\"\"");
+        return;
+    }
+    ADD_LIT(b, "\"");
+    for (p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            wisp_buf_addf(b, "\\%c", *p);
+        else if (*p < 0x20)
+            wisp_buf_addf(b, "\\u%04x", *p);
+        else
+            wisp_buf_add(b, p, 1);
+    }
+    ADD_LIT(b, "\"");
+}
+
+/* A duration in ms as a JSON number, to the microsecond. */
+static void json_ms(wisp_buf_t *b, const char *key, double ms)
+{
+    wisp_buf_addf(b, ",\"%s\":%.3f", key, isfinite(ms) ? ms : 0.0);
+}
+
+void wisp__invrec_json(const invrec_t *r, wisp_buf_t *b)
+{
+    ADD_LIT(b, "{\"id\":");
+    json_str(b, r->id);
+    ADD_LIT(b, ",\"function\":");
+    json_str(b, r->function);
+    ADD_LIT(b, ",\"revision\":");
+    json_str(b, r->revision);
+    ADD_LIT(b, ",\"trigger\":");
+    json_str(b, r->trigger);
+    wisp_buf_addf(b, ",\"start_ms\":%lld", (long long)r->start_ms);
+    json_ms(b, "queue_ms", r->queue_ms);
+    json_ms(b, "init_ms", r->init_ms);
+    json_ms(b, "duration_ms", r->duration_ms);
+    wisp_buf_addf(b, ",\"billed_ms\":%lld,\"max_memory_mb\":%u,\"cold\":%s,\"outcome\":",
+                  (long long)r->billed_ms, r->max_memory_mb, r->cold ? "true" : "false");
+    json_str(b, r->outcome);
+    ADD_LIT(b, ",\"error_type\":");
+    if (r->error_type != NULL)
+        json_str(b, r->error_type);
+    else
+        ADD_LIT(b, "null");
+    ADD_LIT(b, "}");
+}
+
 /* Store one batch in one transaction, then free it. Errors are logged: the
  * lines are then lost, as they would be if the disk failed. */
 static void write_batch(wisp_store_t *store, struct logbatch *b, int64_t cap,
@@ -80,18 +150,25 @@ static void write_batch(wisp_store_t *store, struct logbatch *b, int64_t cap,
             wisp_error("logs", "storing %zu log lines: %s", b->nlines, err.msg);
         free(recs);
     }
-    for (size_t i = 0; i < b->nrecs; i++) {
-        const invrec_t *r = &b->recs[i];
-        cleanup_json json_t *doc =
-            json_pack("{s:s,s:s,s:s,s:s,s:I,s:f,s:f,s:f,s:I,s:I,s:b,s:s,s:s?}", "id", r->id,
-                      "function", r->function, "revision", r->revision, "trigger", r->trigger,
-                      "start_ms", (json_int_t)r->start_ms, "queue_ms", r->queue_ms, "init_ms",
-                      r->init_ms, "duration_ms", r->duration_ms, "billed_ms",
-                      (json_int_t)r->billed_ms, "max_memory_mb", (json_int_t)r->max_memory_mb,
-                      "cold", r->cold, "outcome", r->outcome, "error_type", r->error_type);
-        if (doc == NULL || wisp_store_invocation_put(store, doc, &err) < 0)
-            wisp_error("logs", "storing invocation record %s: %s", r->id,
-                       doc ? err.msg : "cannot encode it");
+    if (b->nrecs > 0) {
+        /* All documents in one buffer (NUL-separated); pointers taken once
+         * it stops growing. */
+        wisp_buf_t docs = WISP_BUF_INIT(0);
+        size_t *at = xmalloc(b->nrecs * sizeof *at);
+        for (size_t i = 0; i < b->nrecs; i++) {
+            at[i] = docs.len;
+            wisp__invrec_json(&b->recs[i], &docs);
+            wisp_buf_add(&docs, "", 1);
+        }
+        wisp_inv_row_t *rows = xmalloc(b->nrecs * sizeof *rows);
+        for (size_t i = 0; i < b->nrecs; i++)
+            rows[i] = (wisp_inv_row_t){b->recs[i].id, b->recs[i].function, b->recs[i].start_ms,
+                                       docs.data + at[i]};
+        if (wisp_store_invocation_put_rows(store, rows, b->nrecs, &err) < 0)
+            wisp_error("logs", "storing %zu invocation records: %s", b->nrecs, err.msg);
+        free(rows);
+        free(at);
+        wisp_buf_free(&docs);
     }
     /* Invocation records are kept for RECORD_RETENTION_MS; pruned hourly. */
     int64_t now = wisp_now_ms();

@@ -39,6 +39,8 @@ struct wisp_store_ops {
     int (*log_delete_function)(wisp_store_t *st, const char *function, wisp_err_t *err);
 
     int (*invocation_put)(wisp_store_t *st, json_t *rec, wisp_err_t *err);
+    int (*invocation_put_rows)(wisp_store_t *st, const wisp_inv_row_t *rows, size_t n,
+                               wisp_err_t *err);
     int (*invocation_get)(wisp_store_t *st, const char *id, json_t **out, wisp_err_t *err);
     int (*invocation_list)(wisp_store_t *st, const char *function, int limit, json_t **out,
                            wisp_err_t *err);

@@ -137,6 +137,22 @@ int wisp_store_invocation_put(wisp_store_t *st, json_t *rec, wisp_err_t *err)
     return st->ops->invocation_put(st, rec, err);
 }
 
+int wisp_store_invocation_put_rows(wisp_store_t *st, const wisp_inv_row_t *rows, size_t n,
+                                   wisp_err_t *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (check_name("invocation id", rows[i].id, err) < 0 ||
+            check_name("invocation function", rows[i].function, err) < 0)
+            return -1;
+        if (rows[i].doc == NULL || rows[i].doc[0] != '{')
+            return wisp_err_set(err, WISP_EINVALID, "store: invocation record %s is not an object",
+                                rows[i].id);
+    }
+    if (n == 0)
+        return 0;
+    return st->ops->invocation_put_rows(st, rows, n, err);
+}
+
 int wisp_store_invocation_get(wisp_store_t *st, const char *id, json_t **out, wisp_err_t *err)
 {
     *out = NULL;

@@ -87,6 +87,18 @@ int wisp_store_log_delete_function(wisp_store_t *st, const char *function, wisp_
  * as given. */
 int wisp_store_invocation_put(wisp_store_t *st, json_t *rec, wisp_err_t *err)
     __attribute__((warn_unused_result));
+/* The same for n records already encoded, in one operation (all or none):
+ * doc is the record's JSON object text, which the caller vouches for (the
+ * log writer's encoder; wisp_store_invocation_put checks a json_t instead),
+ * id and function are its "id" and "function", start_ms its "start_ms". */
+typedef struct wisp_inv_row {
+    const char *id;
+    const char *function;
+    int64_t start_ms;
+    const char *doc;
+} wisp_inv_row_t;
+int wisp_store_invocation_put_rows(wisp_store_t *st, const wisp_inv_row_t *rows, size_t n,
+                                   wisp_err_t *err) __attribute__((warn_unused_result));
 int wisp_store_invocation_get(wisp_store_t *st, const char *id, json_t **out, wisp_err_t *err)
     __attribute__((warn_unused_result));
 /* Most recent first (by "start_ms"), of one function (or all if NULL), at

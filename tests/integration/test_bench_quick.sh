@@ -6,7 +6,7 @@
 set -u
 ROOT=${WISP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${WISP_BUILD:-$ROOT/build}
-echo "1..2"
+echo "1..3"
 missing=()
 for tool in gcc /usr/bin/python3; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
@@ -15,6 +15,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "ok 1 - bench quick run # SKIP missing: ${missing[*]}"
     echo "ok 2 - cpu_per_env.py runs # SKIP missing: ${missing[*]}"
+    echo "ok 3 - store_batch runs # SKIP missing: ${missing[*]}"
     exit 0
 fi
 # Without nginx (or crun) the suite still runs every wisp benchmark; only those
@@ -39,5 +40,14 @@ if out=$(timeout --kill-after=10 60 /usr/bin/python3 "$ROOT/bench/cpu_per_env.py
     grep "CPU per env" <<<"$out" | sed 's/^/# /'
 else
     echo "not ok 2 - cpu_per_env.py runs"
+    tail -10 <<<"$out" | sed 's/^/# /'
+fi
+# The log writer's store micro-benchmark, once, tiny (run.sh built it above).
+if out=$(timeout --kill-after=10 60 "$BUILD/bench/store_batch" --batches 2 --per 40 2>&1) &&
+    grep -q "^| total " <<<"$out"; then
+    echo "ok 3 - store_batch runs"
+    grep "^| total " <<<"$out" | sed 's/^/# /'
+else
+    echo "not ok 3 - store_batch runs"
     tail -10 <<<"$out" | sed 's/^/# /'
 fi

@@ -1,11 +1,13 @@
 /* test_store.c - unit tests for the SQLite store: migrations, function
- * documents, log lines with trimming, invocation records, transactions. Every
- * case uses a real database file in its own temporary folder. */
+ * documents, log lines with trimming, invocation records (and the log
+ * writer's encoding of them), transactions. Every case uses a real database
+ * file in its own temporary folder. */
 #include <sqlite3.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "core/util.h"
+#include "invoke/internal.h"
 #include "store/store.h"
 #include "tap.h"
 
@@ -304,6 +306,52 @@ TEST(logs_append_query)
     cleanup_dir();
 }
 
+static int64_t raw_count(const char *path, const char *sql);
+
+/* A batch longer than one multi-row statement (and not a multiple of it)
+ * keeps its order: ids grow line by line, across two functions. */
+TEST(logs_batch_order)
+{
+    cleanup_free char *path = db_path();
+    wisp_store_t *st = open_ok(path);
+    wisp_err_t err;
+    enum { N = 53 };
+    wisp_log_rec_t recs[N];
+    char lines[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(lines[i], sizeof lines[i], "line %d", i);
+        recs[i] = (wisp_log_rec_t){i % 3 == 2 ? "other" : "main", i < 20 ? "req-a" : "req-b",
+                                   100 + i, i % 2 ? "stderr" : "stdout", lines[i]};
+    }
+    CHECK(wisp_store_log_append(st, recs, N, 0, &err) == 0);
+    json_t *out;
+    CHECK(wisp_store_log_query(st, "main", 0, 0, NULL, 0, &out, &err) == 0);
+    int64_t prev = 0;
+    size_t k = 0;
+    for (int i = 0; i < N; i++) {
+        if (i % 3 == 2)
+            continue;
+        json_t *o = json_array_get(out, k++);
+        CHECK_STR(json_string_value(json_object_get(o, "line")), lines[i]);
+        CHECK_STR(json_string_value(json_object_get(o, "request_id")), recs[i].request_id);
+        CHECK_STR(json_string_value(json_object_get(o, "stream")), recs[i].stream);
+        CHECK_INT(json_integer_value(json_object_get(o, "ts")), 100 + i);
+        int64_t id = json_integer_value(json_object_get(o, "id"));
+        CHECK(id > prev);
+        prev = id;
+    }
+    CHECK_INT(json_array_size(out), k);
+    json_decref(out);
+    CHECK(wisp_store_log_query(st, "other", 0, 0, "req-b", 0, &out, &err) == 0);
+    CHECK_INT(json_array_size(out), 11); /* i = 20, 23, ..., 50 */
+    CHECK_STR(json_string_value(json_object_get(json_array_get(out, 0), "line")), "line 20");
+    json_decref(out);
+    wisp_store_close(st);
+    CHECK_INT(raw_count(path, "SELECT n FROM log_counts WHERE function = 'main'"), 36);
+    CHECK_INT(raw_count(path, "SELECT n FROM log_counts WHERE function = 'other'"), 17);
+    cleanup_dir();
+}
+
 static int64_t raw_count(const char *path, const char *sql)
 {
     sqlite3 *db;
@@ -477,6 +525,85 @@ TEST(second_connection)
     wisp_store_close(st);
 }
 
+/* The log writer's records: encoded without jansson (wisp__invrec_json) and
+ * stored in one operation; what the API reads back is the same record, with
+ * error types from a runtime escaped, and bytes that are not UTF-8 as '?'. */
+TEST(invocation_rows_encoded)
+{
+    cleanup_free char *path = db_path();
+    wisp_store_t *st = open_ok(path);
+    wisp_err_t err;
+    const char *errtypes[] = {NULL, "Handled", "Bad \"quote\" \\ and\ttab\x01", "caf\xc3\xa9",
+                              "bin\xff\xfe"};
+    const char *want_err[] = {NULL, "Handled", "Bad \"quote\" \\ and\ttab\x01", "caf\xc3\xa9",
+                              "bin??"};
+    enum { N = 5 };
+    invrec_t recs[N];
+    wisp_buf_t docs[N];
+    wisp_inv_row_t rows[N];
+    for (int i = 0; i < N; i++) {
+        recs[i] = (invrec_t){.start_ms = 1764250000000LL + i,
+                             .queue_ms = 0.0125,
+                             .init_ms = i == 0 ? 12.5 : 0,
+                             .duration_ms = 1.0 / 3,
+                             .billed_ms = 1,
+                             .max_memory_mb = 7,
+                             .cold = i == 0,
+                             .outcome = i ? "error" : "success",
+                             .function = "enc-fn",
+                             .error_type = (char *)errtypes[i]};
+        snprintf(recs[i].id, sizeof recs[i].id, "0190aaaa-bbbb-7ccc-8ddd-00000000000%d", i);
+        snprintf(recs[i].revision, sizeof recs[i].revision, "rev-%d", i);
+        snprintf(recs[i].trigger, sizeof recs[i].trigger, "http");
+        wisp_buf_init(&docs[i], 0);
+        wisp__invrec_json(&recs[i], &docs[i]);
+        rows[i] = (wisp_inv_row_t){recs[i].id, "enc-fn", recs[i].start_ms, docs[i].data};
+    }
+    CHECK(wisp_store_invocation_put_rows(st, rows, N, &err) == 0);
+    for (int i = 0; i < N; i++) {
+        json_t *rec;
+        CHECK(wisp_store_invocation_get(st, recs[i].id, &rec, &err) == 0);
+        CHECK_INT(json_object_size(rec), 13);
+        CHECK_STR(json_string_value(json_object_get(rec, "id")), recs[i].id);
+        CHECK_STR(json_string_value(json_object_get(rec, "function")), "enc-fn");
+        CHECK_STR(json_string_value(json_object_get(rec, "revision")), recs[i].revision);
+        CHECK_STR(json_string_value(json_object_get(rec, "trigger")), "http");
+        CHECK(json_is_integer(json_object_get(rec, "start_ms")));
+        CHECK_INT(json_integer_value(json_object_get(rec, "start_ms")), recs[i].start_ms);
+        CHECK(json_is_real(json_object_get(rec, "queue_ms")));
+        CHECK(json_is_real(json_object_get(rec, "init_ms")));
+        CHECK(json_real_value(json_object_get(rec, "init_ms")) == (i == 0 ? 12.5 : 0));
+        CHECK(json_real_value(json_object_get(rec, "duration_ms")) == 0.333);
+        CHECK_INT(json_integer_value(json_object_get(rec, "billed_ms")), 1);
+        CHECK_INT(json_integer_value(json_object_get(rec, "max_memory_mb")), 7);
+        CHECK(json_is_boolean(json_object_get(rec, "cold")));
+        CHECK(json_boolean_value(json_object_get(rec, "cold")) == (i == 0));
+        CHECK_STR(json_string_value(json_object_get(rec, "outcome")), recs[i].outcome);
+        json_t *et = json_object_get(rec, "error_type");
+        if (want_err[i] == NULL)
+            CHECK(json_is_null(et));
+        else
+            CHECK_STR(json_string_value(et), want_err[i]);
+        json_decref(rec);
+        wisp_buf_free(&docs[i]);
+    }
+    json_t *list;
+    CHECK(wisp_store_invocation_list(st, "enc-fn", 0, &list, &err) == 0);
+    CHECK_INT(json_array_size(list), N);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(list, 0), "id")), recs[N - 1].id);
+    json_decref(list);
+    /* All or none: a row without a JSON object fails the whole call. */
+    wisp_inv_row_t bad[] = {{"new-1", "enc-fn", 1, "{}"}, {"new-2", "enc-fn", 2, "oops"}};
+    CHECK(wisp_store_invocation_put_rows(st, bad, 2, &err) == -1);
+    CHECK_INT(err.code, WISP_EINVALID);
+    json_t *rec;
+    CHECK(wisp_store_invocation_get(st, "new-1", &rec, &err) == -1);
+    CHECK_INT(err.code, WISP_ENOTFOUND);
+    wisp_store_close(st);
+    cleanup_dir();
+}
+
 TAP_MAIN(CASE(migrations_idempotent), CASE(uri_forms), CASE(functions_crud_and_paging),
-         CASE(functions_revision_conflict), CASE(logs_append_query), CASE(logs_trim_to_cap),
-         CASE(invocation_records), CASE(transactions), CASE(second_connection))
+         CASE(functions_revision_conflict), CASE(logs_append_query), CASE(logs_batch_order),
+         CASE(logs_trim_to_cap), CASE(invocation_records), CASE(invocation_rows_encoded),
+         CASE(transactions), CASE(second_connection))
