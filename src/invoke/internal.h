@@ -61,11 +61,11 @@ struct invocation {
 };
 
 typedef struct logrec {
-    char *function;
-    char *request_id;
+    char *line;             /* heap: the line, then the function and request id */
+    const char *function;   /* inside line's block */
+    const char *request_id; /* inside line's block */
     int64_t ts_ms;
     const char *stream; /* static string */
-    char *line;
 } logrec_t;
 
 /* An invocation record waiting for the log writer, which turns it into the

@@ -184,9 +184,7 @@ static void write_batch(wisp_store_t *store, struct logbatch *b, int64_t cap,
     if (tx && wisp_store_commit(store, &err) < 0)
         wisp_error("logs", "commit: %s", err.msg);
     for (size_t k = 0; k < b->nlines; k++) {
-        free(b->lines[k].function);
-        free(b->lines[k].request_id);
-        free(b->lines[k].line);
+        free(b->lines[k].line); /* with its function and request id */
     }
     free(b->lines);
     for (size_t k = 0; k < b->nrecs; k++) {
@@ -316,11 +314,20 @@ void wisp__logs_add(wisp_invoker_t *inv, const char *function, const char *reque
         inv->logbuf = xrealloc(inv->logbuf, inv->caplog * sizeof *inv->logbuf);
     }
     logrec_t *r = &inv->logbuf[inv->nlog++];
-    r->function = xstrdup(function);
-    r->request_id = xstrdup(request_id);
+    /* One allocation per line: the text, then the function and request id
+     * (on the warm path this saves two of every line's three mallocs and
+     * frees, the loop's and the writer's). */
+    size_t flen = strlen(function), rlen = strlen(request_id);
+    char *block = xmalloc(len + 1 + flen + 1 + rlen + 1);
+    memcpy(block, line, len);
+    block[len] = '\0';
+    memcpy(block + len + 1, function, flen + 1);
+    memcpy(block + len + 1 + flen + 1, request_id, rlen + 1);
+    r->line = block;
+    r->function = block + len + 1;
+    r->request_id = block + len + 1 + flen + 1;
     r->ts_ms = wisp_now_ms();
     r->stream = stream;
-    r->line = xstrndup(line, len);
     for (wisp_logsub_t *s = inv->subs, *next; s; s = next) {
         next = s->next; /* a callback may unsubscribe itself */
         if (strcmp(s->function, function) != 0)
