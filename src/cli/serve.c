@@ -50,6 +50,8 @@ static void usage(FILE *f)
             "  --memory-budget-mb N    sum of live envs' memory_mb (3/4 of RAM)\n"
             "  --queue-max N           invocations waiting per function (100)\n"
             "  --queue-wait-ms N       how long an invocation waits for an env (2000)\n"
+            "  --log-buffer-mb N       log lines and records waiting to be stored before\n"
+            "                          new ones are dropped (64)\n"
             "  --runtimes DIR          runtime shims (default: next to the binary)\n"
             "  --no-zygote             start every python3 and nodejs env by exec, not from the\n"
             "                          python3 zygote or a nodejs stem\n"
@@ -251,6 +253,7 @@ int wisp_cli_serve(int argc, char **argv)
         {"memory-budget-mb", required_argument, 0, 'b'},
         {"queue-max", required_argument, 0, 'q'},
         {"queue-wait-ms", required_argument, 0, 'w'},
+        {"log-buffer-mb", required_argument, 0, 'B'},
         {"runtimes", required_argument, 0, 'r'},
         {"log-level", required_argument, 0, 'L'},
         {"no-zygote", no_argument, 0, 'Z'},
@@ -282,6 +285,17 @@ int wisp_cli_serve(int argc, char **argv)
             if (parse_uint("--queue-wait-ms", optarg, 900000, &icfg.queue_wait_ms) < 0)
                 return 2;
             break;
+        case 'B': {
+            unsigned mb = 0;
+            if (parse_uint("--log-buffer-mb", optarg, 65536, &mb) < 0)
+                return 2;
+            if (mb == 0) {
+                fprintf(stderr, "wisp serve: --log-buffer-mb must be at least 1\n");
+                return 2;
+            }
+            icfg.log_buffer_bytes = (size_t)mb * 1024 * 1024;
+            break;
+        }
         case 'L': {
             int l = wisp_log_parse_level(optarg);
             if (l < 0) {

@@ -19,6 +19,7 @@
 #define API_PREFIX "/2018-06-01/runtime/"
 
 static void env_maybe_finish(wisp_env_t *env);
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
 const char *wisp_env_state_name(wisp_env_state_t s)
 {
@@ -90,11 +91,15 @@ static void env_free(wisp_env_t *env)
 
 /* ---- output capture ---- */
 
+static bool quiet_output_ok(wisp_env_t *env, size_t len);
+
 static void emit_line(wisp_env_t *env, int which, const char *line, size_t len)
 {
     const wisp_env_hooks_t *h = env->sys->hooks;
     if (len > 0 && line[len - 1] == '\r')
         len--;
+    if (env->event == NULL && !quiet_output_ok(env, len))
+        return;
     h->log(env->sys->hooks_data, env, which ? "stderr" : "stdout", line, len);
 }
 
@@ -140,10 +145,61 @@ static void consume(wisp_env_t *env, int which, const char *p, const char *end)
     }
 }
 
+/*
+ * Output outside an event. What a runtime prints during init and between
+ * invocations (background threads, children that outlive an invocation)
+ * belongs to no request, and no invocation's 4 MiB cap bounds it: without a
+ * limit of its own, an env could make the daemon buffer and store its output
+ * as fast as it can write (measured: +150 MB of daemon memory per second).
+ * At most WISP_ENV_QUIET_OUTPUT_MAX bytes of it are kept between two
+ * deliveries; past that the rest is dropped with one notice and the env's
+ * pipes are no longer read until its next delivery or its exit, so the
+ * writer blocks on its own full pipe instead of costing the daemon memory
+ * and CPU.
+ */
+static void set_reading(wisp_env_t *env, bool on)
+{
+    uv_pipe_t *pipes[2] = {env->out, env->err};
+    bool eof[2] = {env->out_eof, env->err_eof};
+    for (int i = 0; i < 2; i++) {
+        if (pipes[i] == NULL || eof[i])
+            continue;
+        if (on)
+            (void)uv_read_start((uv_stream_t *)pipes[i], alloc_cb, read_cb);
+        else
+            uv_read_stop((uv_stream_t *)pipes[i]);
+    }
+    env->output_paused = !on;
+}
+
+/* A line of len bytes printed with no event in flight: false if dropped. */
+static bool quiet_output_ok(wisp_env_t *env, size_t len)
+{
+    if (env->quiet_over)
+        return false;
+    env->quiet_bytes += len + 1 + WISP_LOG_LINE_OVERHEAD;
+    if (env->quiet_bytes <= WISP_ENV_QUIET_OUTPUT_MAX)
+        return true;
+    env->quiet_over = true;
+    char msg[200];
+    int n = snprintf(msg, sizeof msg,
+                     "[wisp] more than %u bytes of log output outside an invocation: the rest is "
+                     "dropped until the next invocation",
+                     WISP_ENV_QUIET_OUTPUT_MAX);
+    env->sys->hooks->log(env->sys->hooks_data, env, "platform", msg, (size_t)n);
+    return false;
+}
+
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     wisp_env_t *env = s->data;
     int which = (uv_pipe_t *)s == env->err;
+    if (n > 0 && env->event == NULL && env->quiet_over) {
+        /* Dropped unparsed (after the exit, reading resumes to reach EOF). */
+        if (!env->exited)
+            set_reading(env, false);
+        return;
+    }
     if (n < 0) {
         flush_partial(env, which);
         uv_read_stop(s);
@@ -155,6 +211,8 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     }
     consume(env, which, buf->base, buf->base + n);
+    if (env->quiet_over && env->event == NULL && !env->exited)
+        set_reading(env, false); /* the runtime's writes now wait on a full pipe */
 }
 
 /* Read whatever the env has already written to stdout/stderr. Called before
@@ -252,6 +310,8 @@ static void sandbox_exit_cb(void *data, const char *id, int wait_status, bool oo
         }
         if (!env->out_eof || !env->err_eof)
             uv_timer_start(env->finish, finish_timer_cb, FINISH_WAIT_MS, 0);
+        if (env->output_paused)
+            set_reading(env, true); /* drain to EOF (what is over the maximum is dropped) */
         env_maybe_finish(env);
         return;
     }
@@ -521,6 +581,10 @@ void wisp_env_deliver(wisp_env_t *env, wisp_env_event_t *ev)
     wisp_http_req_t *req = steal_pointer(&env->next_req);
     env->event = ev;
     env->state = WISP_ENV_BUSY;
+    env->quiet_bytes = 0;
+    env->quiet_over = false;
+    if (env->output_paused)
+        set_reading(env, true);
     env->event_start_ns = wisp_mono_ns();
     wisp_buf_t h = WISP_BUF_INIT(0);
     char deadline[24];

@@ -26,6 +26,14 @@
 #include "sandbox/sandbox.h"
 
 #define WISP_ENV_RESPONSE_MAX (6u * 1024 * 1024)
+/* Output an env may print while no event is in flight (init, and between
+ * invocations: background threads, children) before the rest is dropped and
+ * its pipes are not read until the next delivery (env.c, "output outside an
+ * event"). Each line counts WISP_LOG_LINE_OVERHEAD bytes more than its text:
+ * what it costs the daemon to hold and store it, so that a flood of short
+ * lines is bounded as well as one of long ones. */
+#define WISP_ENV_QUIET_OUTPUT_MAX (4u * 1024 * 1024)
+#define WISP_LOG_LINE_OVERHEAD 64
 
 typedef struct wisp_env wisp_env_t;
 
@@ -111,6 +119,9 @@ struct wisp_env {
     uv_pipe_t *out, *err; /* stdout / stderr of the sandbox */
     char *linebuf[2];     /* partial lines of stdout/stderr */
     size_t linelen[2];
+    size_t quiet_bytes;    /* output with no event in flight since the last delivery */
+    bool quiet_over;       /* ... past WISP_ENV_QUIET_OUTPUT_MAX: dropped until then */
+    bool output_paused;    /* pipes not read meanwhile */
     uv_timer_t *timer;     /* for the owner's use (idle, init, deadline); data = env */
     uv_timer_t *finish;    /* internal: bounds the wait for output after the exit */
     bool exited;           /* exit event received */

@@ -4,6 +4,8 @@
 #ifndef WISP_INVOKE_INTERNAL_H
 #define WISP_INVOKE_INTERNAL_H
 
+#include <stdatomic.h>
+
 #include "core/buf.h"
 #include "env/env.h"
 #include "invoke/invoke.h"
@@ -57,6 +59,7 @@ struct invocation {
     wisp_buf_t tail;    /* log text of this invocation (for Tail), last 4 KB kept */
     size_t log_bytes;   /* bytes logged so far */
     size_t log_dropped; /* bytes dropped past WISP_LOG_INVOCATION_MAX */
+    size_t log_behind;  /* bytes dropped because the log store was behind */
     wisp_env_t *env;
 };
 
@@ -121,6 +124,10 @@ struct wisp_invoker {
     struct wisp_logsub *subs;
     struct wisp__logwriter *writer; /* the thread that stores batches; NULL: the loop does */
     int64_t last_prune_ms;          /* without a writer: when records were last pruned */
+    _Atomic size_t log_held;        /* bytes of lines and records not stored yet (logs.c) */
+    size_t held_unflushed;          /* of which in logbuf/recbuf (loop thread) */
+    int64_t behind_warned_ms;       /* last "log store is behind" warning */
+    wisp_metric_t *m_log_dropped;   /* wisp_logs_dropped_total{function,what} */
     /* metrics */
     wisp_metric_t *m_invocations, *m_duration, *m_init, *m_cold, *m_throttles, *m_queue_wait;
 };
@@ -128,12 +135,13 @@ struct wisp_invoker {
 /* logs.c */
 void wisp__logs_init(wisp_invoker_t *inv);
 void wisp__logs_close(wisp_invoker_t *inv);
-/* Record one line; request_id may be "" (init output). */
-void wisp__logs_add(wisp_invoker_t *inv, const char *function, const char *request_id,
+/* Record one line; request_id may be "" (init output). False if it was
+ * dropped because cfg.log_buffer_bytes are already waiting to be stored. */
+bool wisp__logs_add(wisp_invoker_t *inv, const char *function, const char *request_id,
                     const char *stream, const char *line, size_t len);
-/* Queue an invocation record (copied; its heap fields are taken) for the
- * next flush. */
-void wisp__logs_record(wisp_invoker_t *inv, const invrec_t *rec);
+/* Queue an invocation record (copied; its heap fields are taken, or freed
+ * if it is dropped as above) for the next flush. */
+bool wisp__logs_record(wisp_invoker_t *inv, const invrec_t *rec);
 /* Append rec as the JSON object text the store keeps for it: {"id",
  * "function", "revision", "trigger", "start_ms", "queue_ms", "init_ms",
  * "duration_ms", "billed_ms", "max_memory_mb", "cold", "outcome",

@@ -34,6 +34,7 @@ typedef struct wisp_invoker_config {
     const char *region;        /* AWS_REGION given to functions (default "us-east-1") */
     const char *account_id;    /* for ARNs (default "000000000000") */
     int64_t log_cap_lines;     /* per function (default 100000) */
+    size_t log_buffer_bytes;   /* log lines and records held before stored (default 64 MiB) */
 } wisp_invoker_config_t;
 
 typedef struct wisp_invoke_req {

@@ -173,8 +173,13 @@ static void complete(wisp_invoker_t *inv, struct invocation *in, const char *err
     if (peak_of)
         max_mem_mb = wisp_env_peak_mb(peak_of);
     if (in->log_dropped)
-        platform_line(inv, in, "[wisp] %zu bytes of log output dropped: more than %u bytes",
-                      in->log_dropped, WISP_LOG_INVOCATION_MAX);
+        platform_line(inv, in,
+                      "[wisp] %zu bytes of log output dropped: more than %u bytes (a line counts "
+                      "%u bytes more than its text)",
+                      in->log_dropped, WISP_LOG_INVOCATION_MAX, WISP_LOG_LINE_OVERHEAD);
+    if (in->log_behind)
+        platform_line(inv, in, "[wisp] %zu bytes of log output dropped: the log store was behind",
+                      in->log_behind);
     platform_line(inv, in, "END RequestId: %s", in->ev.request_id);
     char init[64] = "";
     if (in->cold)
@@ -741,12 +746,13 @@ static void hook_log(void *data, wisp_env_t *env, const char *stream, const char
         return;
     }
     struct invocation *in = invocation_of(env->event);
-    in->log_bytes += len + 1;
+    in->log_bytes += len + 1 + WISP_LOG_LINE_OVERHEAD; /* what holding the line costs */
     if (in->log_bytes > WISP_LOG_INVOCATION_MAX) {
-        in->log_dropped += len + 1;
+        in->log_dropped += len + 1; /* the text's bytes */
         return;
     }
-    wisp__logs_add(inv, fs->name, in->ev.request_id, stream, line, len);
+    if (!wisp__logs_add(inv, fs->name, in->ev.request_id, stream, line, len))
+        in->log_behind += len + 1;
     tail_add(in, line, len);
 }
 

@@ -12,6 +12,17 @@
  * (API queries call it so that they see all lines; so does shutdown, before
  * the writer is stopped), so a clean stop loses nothing.
  *
+ * Memory: what waits to be stored is bounded by cfg.log_buffer_bytes (64
+ * MiB): each line counts its text plus WISP_LOG_LINE_OVERHEAD for its
+ * bookkeeping, so that a flood of short lines is bounded too. When the store
+ * falls that far behind (a slow disk, output faster than SQLite takes it),
+ * functions' new lines are dropped, counted in
+ * wisp_logs_dropped_total{function,what} and warned about (at most every
+ * 10 s); an invocation whose own lines were dropped says so in a platform
+ * line before its END. Platform lines (START, END, REPORT, notices) and
+ * invocation records may use an eighth more, so that a flood of output does
+ * not take them with it; past that they are dropped and counted too.
+ *
  * Threads: everything here runs on the loop thread except writer_main and
  * write_batch, which touch only batches already handed over and the
  * writer's own store connection. When the store cannot give a second
@@ -30,6 +41,8 @@
 #define FLUSH_LINES 2000
 #define PRUNE_EVERY_MS (3600 * 1000LL)
 #define RECORD_RETENTION_MS (7 * 24 * 3600 * 1000LL)
+#define LOG_BUFFER_DEFAULT (64u * 1024 * 1024)
+#define BEHIND_WARN_MS 10000
 
 /* What one flush hands to the writer: it owns all of it. */
 struct logbatch {
@@ -38,6 +51,7 @@ struct logbatch {
     size_t nlines;
     invrec_t *recs; /* invocation records */
     size_t nrecs;
+    size_t held; /* what it counts against cfg.log_buffer_bytes */
 };
 
 /*
@@ -57,6 +71,7 @@ struct wisp__logwriter {
     wisp_store_t *store;   /* the writer's own connection */
     int64_t cap;           /* log lines kept per function */
     int64_t last_prune_ms; /* when invocation records were last pruned */
+    _Atomic size_t *held;  /* the invoker's log_held: released per batch stored */
 };
 
 /* Append a string literal. */
@@ -131,7 +146,7 @@ void wisp__invrec_json(const invrec_t *r, wisp_buf_t *b)
 /* Store one batch in one transaction, then free it. Errors are logged: the
  * lines are then lost, as they would be if the disk failed. */
 static void write_batch(wisp_store_t *store, struct logbatch *b, int64_t cap,
-                        int64_t *last_prune_ms)
+                        int64_t *last_prune_ms, _Atomic size_t *held)
 {
     wisp_err_t err;
     bool tx = wisp_store_begin(store, &err) == 0;
@@ -183,6 +198,7 @@ static void write_batch(wisp_store_t *store, struct logbatch *b, int64_t cap,
     }
     if (tx && wisp_store_commit(store, &err) < 0)
         wisp_error("logs", "commit: %s", err.msg);
+    atomic_fetch_sub_explicit(held, b->held, memory_order_relaxed);
     for (size_t k = 0; k < b->nlines; k++) {
         free(b->lines[k].line); /* with its function and request id */
     }
@@ -210,7 +226,7 @@ static void *writer_main(void *arg)
         uint64_t n = 0;
         while (b != NULL) {
             struct logbatch *next = b->next;
-            write_batch(w->store, b, w->cap, &w->last_prune_ms);
+            write_batch(w->store, b, w->cap, &w->last_prune_ms, w->held);
             b = next;
             n++;
         }
@@ -234,6 +250,12 @@ void wisp__logs_init(wisp_invoker_t *inv)
     inv->flush_timer = xcalloc(1, sizeof *inv->flush_timer);
     uv_timer_init(inv->loop, inv->flush_timer);
     inv->flush_timer->data = inv;
+    if (inv->cfg.log_buffer_bytes == 0)
+        inv->cfg.log_buffer_bytes = LOG_BUFFER_DEFAULT;
+    atomic_init(&inv->log_held, 0);
+    inv->m_log_dropped = wisp_metrics_counter(
+        "wisp_logs_dropped_total", "Log lines and invocation records dropped because the log store "
+                                   "was behind (what=\"lines\"|\"records\").");
     wisp_err_t err;
     wisp_store_t *own = wisp_store_open_another(inv->store, &err);
     if (own == NULL) {
@@ -245,6 +267,7 @@ void wisp__logs_init(wisp_invoker_t *inv)
     struct wisp__logwriter *w = xcalloc(1, sizeof *w);
     w->store = own;
     w->cap = inv->cfg.log_cap_lines;
+    w->held = &inv->log_held;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->wake, NULL);
     pthread_cond_init(&w->done_cv, NULL);
@@ -306,9 +329,41 @@ static void schedule_flush(wisp_invoker_t *inv)
         uv_timer_start(inv->flush_timer, flush_timer_cb, FLUSH_MS, 0);
 }
 
-void wisp__logs_add(wisp_invoker_t *inv, const char *function, const char *request_id,
+/* Count bytes against the budget; false (and counted as dropped) if they do
+ * not fit. Only the loop thread adds, so the check cannot race with another
+ * add; the writer only releases. */
+static bool hold(wisp_invoker_t *inv, const char *function, const char *what, size_t bytes,
+                 bool platform)
+{
+    size_t held = atomic_load_explicit(&inv->log_held, memory_order_relaxed);
+    size_t limit = inv->cfg.log_buffer_bytes + (platform ? inv->cfg.log_buffer_bytes / 8 : 0);
+    if (held + bytes <= limit) {
+        atomic_fetch_add_explicit(&inv->log_held, bytes, memory_order_relaxed);
+        inv->held_unflushed += bytes;
+        return true;
+    }
+    char labels[200], fname[140];
+    wisp_metrics_label_escape(function, fname, sizeof fname);
+    snprintf(labels, sizeof labels, "function=\"%s\",what=\"%s\"", fname, what);
+    wisp_metrics_add(inv->m_log_dropped, labels, 1);
+    int64_t now = wisp_now_ms();
+    if (now - inv->behind_warned_ms >= BEHIND_WARN_MS) {
+        inv->behind_warned_ms = now;
+        wisp_warn("logs",
+                  "the log store is behind (%zu bytes waiting, at most %zu): dropping log %s "
+                  "(wisp_logs_dropped_total counts them)",
+                  held, inv->cfg.log_buffer_bytes, what);
+    }
+    return false;
+}
+
+bool wisp__logs_add(wisp_invoker_t *inv, const char *function, const char *request_id,
                     const char *stream, const char *line, size_t len)
 {
+    size_t flen = strlen(function), rlen = strlen(request_id);
+    if (!hold(inv, function, "lines", len + flen + rlen + 3 + WISP_LOG_LINE_OVERHEAD,
+              strcmp(stream, "platform") == 0))
+        return false;
     if (inv->nlog == inv->caplog) {
         inv->caplog = inv->caplog ? inv->caplog * 2 : 256;
         inv->logbuf = xrealloc(inv->logbuf, inv->caplog * sizeof *inv->logbuf);
@@ -317,7 +372,6 @@ void wisp__logs_add(wisp_invoker_t *inv, const char *function, const char *reque
     /* One allocation per line: the text, then the function and request id
      * (on the warm path this saves two of every line's three mallocs and
      * frees, the loop's and the writer's). */
-    size_t flen = strlen(function), rlen = strlen(request_id);
     char *block = xmalloc(len + 1 + flen + 1 + rlen + 1);
     memcpy(block, line, len);
     block[len] = '\0';
@@ -337,16 +391,25 @@ void wisp__logs_add(wisp_invoker_t *inv, const char *function, const char *reque
         s->cb(s->data, 0, r->ts_ms, request_id, stream, r->line);
     }
     schedule_flush(inv);
+    return true;
 }
 
-void wisp__logs_record(wisp_invoker_t *inv, const invrec_t *rec)
+bool wisp__logs_record(wisp_invoker_t *inv, const invrec_t *rec)
 {
+    size_t bytes = sizeof *rec + strlen(rec->function) + 1 +
+                   (rec->error_type ? strlen(rec->error_type) + 1 : 0) + WISP_LOG_LINE_OVERHEAD;
+    if (!hold(inv, rec->function, "records", bytes, true)) {
+        free(rec->function);
+        free(rec->error_type);
+        return false;
+    }
     if (inv->nrec == inv->caprec) {
         inv->caprec = inv->caprec ? inv->caprec * 2 : 256;
         inv->recbuf = xrealloc(inv->recbuf, inv->caprec * sizeof *inv->recbuf);
     }
     inv->recbuf[inv->nrec++] = *rec;
     schedule_flush(inv);
+    return true;
 }
 
 /* Hand what is buffered to the writer as one batch (or, without a writer
@@ -361,11 +424,13 @@ static void handoff(wisp_invoker_t *inv)
     b->nlines = inv->nlog;
     b->recs = steal_pointer(&inv->recbuf);
     b->nrecs = inv->nrec;
+    b->held = inv->held_unflushed;
+    inv->held_unflushed = 0;
     inv->nlog = inv->caplog = 0;
     inv->nrec = inv->caprec = 0;
     struct wisp__logwriter *w = inv->writer;
     if (w == NULL) {
-        write_batch(inv->store, b, inv->cfg.log_cap_lines, &inv->last_prune_ms);
+        write_batch(inv->store, b, inv->cfg.log_cap_lines, &inv->last_prune_ms, &inv->log_held);
         return;
     }
     pthread_mutex_lock(&w->mu);

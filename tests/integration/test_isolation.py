@@ -121,6 +121,17 @@ def handler(event, context):
     if p == "orphan":
         subprocess.Popen(["/bin/sleep", event["marker"]], start_new_session=True)
         import time; time.sleep(60)
+    if p == "spew":  # a background thread that prints short lines as fast as it can, forever
+        def spew():
+            chunk = b"x\n" * 32768
+            while True:
+                os.write(1, chunk)
+        import threading
+        threading.Thread(target=spew, daemon=True).start()
+        return {"spewing": True}
+    if p == "lines":  # short lines within the invocation
+        os.write(1, b"x\n" * (event["kb"] * 512))
+        return {"lines": event["kb"] * 512}
     if p == "flood":
         chunk = "y" * 1023 + "\n"
         for _ in range(event["mb"] * 1024):
@@ -194,6 +205,89 @@ def netns_checks(t, d):
     t.ok(b1.get("netns") not in (None, a1.get("netns")), "another function never gets it", (a1, b1))
 
 
+def proc_cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0
+
+
+def all_lines(d, fn, rid=None):
+    """Every stored log line of a function (of one request), page by page."""
+    lines, after = [], 0
+    for _ in range(50):
+        q = f"/v1/functions/{fn}/logs?limit=10000&after={after}"
+        st, _, body = d.request("GET", q + (f"&request_id={rid}" if rid else ""))
+        if st != 200:
+            break
+        page = json.loads(body)
+        lines += [l["line"] for l in page.get("logs", [])]
+        after = page.get("next", after)
+        if not page.get("more"):
+            break
+    return lines
+
+
+def quiet_output_checks(t, d, probe):
+    """Output between invocations (a background thread that prints forever)
+    is capped: past 4 MiB the env's pipes are not read until its next
+    invocation, so the daemon neither grows nor spends CPU on it."""
+    d.deploy("spewer", {"app.py": PROBE}, runtime="python3", handler="app.handler",
+             idle_timeout_s=600)
+    st, h, r = probe({"probe": "spew"}, "spewer")
+    t.ok(st == 200 and r.get("spewing"), "a function leaves a thread printing between invocations",
+         (st, r))
+    time.sleep(1)
+    # The logs query waits until everything captured so far is stored.
+    lines = all_lines(d, "spewer")
+    t.ok(lines and "outside an invocation" in lines[-1] and "dropped" in lines[-1],
+         "past 4 MiB, a notice says output outside an invocation is dropped (and nothing follows)",
+         (len(lines), lines[-2:]))
+    pid = d.proc.pid
+    rss0, cpu0 = proc_rss_mb(pid), proc_cpu_s(pid)
+    time.sleep(2)
+    rss1, cpu1 = proc_rss_mb(pid), proc_cpu_s(pid)
+    t.ok(cpu1 - cpu0 < 0.3 and rss1 - rss0 < 16,
+         "meanwhile the printing costs the daemon no CPU and no memory",
+         {"cpu_s": round(cpu1 - cpu0, 3), "rss_mb": (round(rss0), round(rss1))})
+    st, h, r = probe({"probe": "identity"}, "spewer")
+    t.ok(st == 200 and h.get("x-wisp-cold-start") == "0" and r.get("uid"),
+         "the env still answers its next invocation", (st, h.get("x-wisp-cold-start"), r))
+    d.request("DELETE", "/v1/functions/spewer")
+
+
+def log_buffer_checks(t):
+    """With a 1 MiB log buffer, output faster than the store takes it is
+    dropped (counted and said) instead of filling the daemon's memory."""
+    with Daemon("--log-buffer-mb", "1") as d2:
+        d2.deploy("lines", {"app.py": PROBE}, runtime="python3", handler="app.handler",
+                  timeout_s=20)
+        st, h, body = d2.invoke("lines", {"probe": "lines", "kb": 3072}, timeout=120)
+        t.ok(st == 200 and json.loads(body).get("lines") == 3072 * 512,
+             "3 MiB of short lines in one invocation: it still answers", (st, body[:200]))
+        lines = all_lines(d2, "lines", h.get("x-wisp-request-id"))
+        t.ok(any("the log store was behind" in l for l in lines) and
+             any(l.startswith("REPORT RequestId") for l in lines) and len(lines) < 3072 * 512,
+             "lines past the log buffer are dropped with a notice before END/REPORT",
+             (len(lines), [l for l in lines if l.startswith("[wisp]")][:2]))
+        st, _, body = d2.request("GET", "/metrics", token=False)
+        m = re.search(rb'wisp_logs_dropped_total\{function="lines",what="lines"\} (\d+)', body)
+        t.ok(m and int(m.group(1)) > 0, "wisp_logs_dropped_total counts them",
+             m.group(0) if m else body[-300:])
+        st, h, body = d2.invoke("lines", {"probe": "lines", "kb": 1})
+        time.sleep(0.3)
+        lines = all_lines(d2, "lines", h.get("x-wisp-request-id"))
+        t.ok(len([l for l in lines if l == "x"]) == 512 and not any("behind" in l for l in lines),
+             "once the store has caught up, every line is kept again",
+             (len(lines), lines[-3:]))
+
+
 def zygote_checks(t, d, probe):
     """A sandbox forked from the python3 zygote has every isolation property
     of an exec'd one (each invocation of zprobe starts a new env)."""
@@ -249,7 +343,7 @@ def zygote_checks(t, d, probe):
     t.eq("an env with PYTHON* variables is exec'd, not forked", r.get("zygote"), False)
 
 
-t = Tap(46)
+t = Tap(55)
 with Daemon("--max-envs", "64") as d:
     # /tmp is a tmpfs charged to the env's memory cgroup: give it room for tmp_mb.
     d.deploy("probe", {"app.py": PROBE}, runtime="python3", handler="app.handler", tmp_mb=512,
@@ -335,4 +429,8 @@ with Daemon("--max-envs", "64") as d:
     st, _, _ = d.request("GET", "/healthz", token=False)
     t.eq("daemon healthy after the zygote checks", st, 200)
     netns_checks(t, d)
+    quiet_output_checks(t, d, probe)
+    st, _, _ = d.request("GET", "/healthz", token=False)
+    t.eq("daemon healthy after the output checks", st, 200)
+log_buffer_checks(t)
 sys.exit(1 if t.failed else 0)
