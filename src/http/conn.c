@@ -713,6 +713,16 @@ void wisp_http_respond_chunk(wisp_http_req_t *req, const void *data, size_t len)
     rq_t *r = (rq_t *)req;
     if (r->state != WISP__RQ_STREAMING || r->conn == NULL || r->conn->closing || len == 0)
         return;
+    conn_t *c = r->conn;
+    size_t untaken = r->buffer_stream ? r->sbuf.len : uv_stream_get_write_queue_size(&c->h.stream);
+    if (untaken + len > c->srv->lim.max_stream_queue_bytes) {
+        wisp_warn("http",
+                  "%s: closing a connection whose client left %zu bytes of a streamed "
+                  "answer untaken",
+                  c->srv->name, untaken);
+        wisp__http_conn_close(c);
+        return;
+    }
     if (r->buffer_stream) {
         wisp_buf_add(&r->sbuf, data, len);
         return;

@@ -69,6 +69,11 @@ typedef struct wisp_http_limits {
     unsigned request_timeout_ms; /* a started request must be complete within; default 30000 */
     unsigned max_connections;    /* per server; default 10000; over: accept and close */
     unsigned max_pipelined;      /* requests buffered on one connection; default 64 */
+    /* A streamed answer's bytes that the client has not taken yet (queued on
+     * the socket, or buffered for an HTTP/1.0 client); default 16 MiB; over:
+     * the connection is closed and the request aborted (a log follower that
+     * stops reading must not grow the daemon). */
+    size_t max_stream_queue_bytes;
     /* Optional: told when a request is refused before it reaches the handler
      * (400, 408, 413, 431...), with the data of the listener that accepted
      * it. Lets the Runtime API fail an invocation whose answer was too large. */

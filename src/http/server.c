@@ -30,6 +30,7 @@ void wisp__http_limits_fill(wisp_http_limits_t *out, const wisp_http_limits_t *i
         .request_timeout_ms = 30000,
         .max_connections = 10000,
         .max_pipelined = 64,
+        .max_stream_queue_bytes = 16 * 1024 * 1024,
     };
     *out = defaults;
     if (in == NULL)
@@ -46,6 +47,8 @@ void wisp__http_limits_fill(wisp_http_limits_t *out, const wisp_http_limits_t *i
         out->max_connections = in->max_connections;
     if (in->max_pipelined)
         out->max_pipelined = in->max_pipelined;
+    if (in->max_stream_queue_bytes)
+        out->max_stream_queue_bytes = in->max_stream_queue_bytes;
     out->on_reject = in->on_reject;
     out->hold_pipelined = in->hold_pipelined;
 }

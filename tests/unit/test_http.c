@@ -8,6 +8,7 @@
  *   /stream   answers with ?n= chunks, one every 20 ms
  *   /hang     never answers until aborted; answers 50 ms after the abort
  *   /big      answers with ?n= bytes
+ *   /flood    streams 256 KiB chunks every millisecond until aborted (64 MiB at most)
  */
 #define TAP_TIMEOUT 60
 #include <arpa/inet.h>
@@ -98,6 +99,22 @@ static void stream_tick(uv_timer_t *t)
     uv_close((uv_handle_t *)t, deferred_closed);
 }
 
+static atomic_long flooded; /* bytes /flood handed to respond_chunk */
+
+static void flood_tick(uv_timer_t *t)
+{
+    struct deferred *d = t->data;
+    static char chunk[256 * 1024];
+    if (d->req->aborted || d->left-- <= 0) {
+        wisp_http_respond_end(d->req); /* discarded quietly after an abort */
+        uv_close((uv_handle_t *)t, deferred_closed);
+        return;
+    }
+    memset(chunk, 'f', sizeof chunk);
+    wisp_http_respond_chunk(d->req, chunk, sizeof chunk);
+    atomic_fetch_add(&flooded, (long)sizeof chunk);
+}
+
 static void hang_aborted(wisp_http_req_t *req, void *data)
 {
     atomic_fetch_add(&aborts, 1);
@@ -151,6 +168,17 @@ static void handler(wisp_http_req_t *req, void *data)
         } else {
             uv_timer_start(&d->timer, defer_fire, (uint64_t)query_int(req, "ms", 10), 0);
         }
+        return;
+    }
+    if (strcmp(req->path, "/flood") == 0) {
+        struct deferred *d = xcalloc(1, sizeof *d);
+        d->req = req;
+        d->left = 256;
+        uv_timer_init(&loop, &d->timer);
+        d->timer.data = d;
+        wisp_http_req_on_abort(req, count_abort, NULL);
+        wisp_http_respond_start(req, 200, "text/plain", NULL);
+        uv_timer_start(&d->timer, flood_tick, 1, 1);
         return;
     }
     if (strcmp(req->path, "/hang") == 0) {
@@ -1041,6 +1069,37 @@ TEST(streaming_chunked_response)
     run_with_client(client_stream);
 }
 
+/* A client that never reads a streamed answer: once more than
+ * max_stream_queue_bytes wait for it (queued on the socket, or buffered for
+ * an HTTP/1.0 client), the server closes the connection and aborts the
+ * request instead of queueing without end. */
+static void client_stops_reading(void)
+{
+    const char *reqs[] = {"GET /flood HTTP/1.1\r\nHost: a\r\n\r\n", "GET /flood HTTP/1.0\r\n\r\n"};
+    for (int i = 0; i < 2; i++) {
+        struct client c;
+        client_open(&c);
+        atomic_store(&flooded, 0);
+        send_str(&c, reqs[i]);
+        for (int k = 0; k < 300 && atomic_load(&aborts) == i; k++)
+            usleep(10 * 1000);
+        CHECK_INT(atomic_load(&aborts), i + 1);
+        long sent = atomic_load(&flooded);
+        if (sent > 16L * 1024 * 1024)
+            fprintf(stderr, "# %ld bytes handed over before the close\n", sent);
+        CHECK(sent <= 16L * 1024 * 1024); /* 4 MiB queued, plus what the kernel took */
+        client_close(&c);
+    }
+    finish();
+}
+
+TEST(stream_to_a_client_that_stops_reading)
+{
+    wisp_http_limits_t lim = {.max_stream_queue_bytes = 4 * 1024 * 1024};
+    start_server(&lim);
+    run_with_client(client_stops_reading);
+}
+
 static void client_close_modes(void)
 {
     struct client c;
@@ -1402,7 +1461,8 @@ TAP_MAIN(CASE(simple_get), CASE(keep_alive_two_requests), CASE(pipelined_answers
          CASE(malformed_400_only_that_connection), CASE(idle_timeout_closes),
          CASE(slow_client_times_out), CASE(abort_when_client_disconnects), CASE(adopt_listening_fd),
          CASE(adopt_unix_socket), CASE(large_bodies), CASE(head_has_no_body),
-         CASE(streaming_chunked_response), CASE(http10_and_connection_close),
-         CASE(listener_close_aborts_pending), CASE(shutdown_is_graceful),
-         CASE(shutdown_grace_expires), CASE(connection_cap), CASE(many_concurrent_connections),
-         CASE(listen_ipv6), CASE(helpers), CASE(memory_mode), CASE(hold_pipelined_answers))
+         CASE(streaming_chunked_response), CASE(stream_to_a_client_that_stops_reading),
+         CASE(http10_and_connection_close), CASE(listener_close_aborts_pending),
+         CASE(shutdown_is_graceful), CASE(shutdown_grace_expires), CASE(connection_cap),
+         CASE(many_concurrent_connections), CASE(listen_ipv6), CASE(helpers), CASE(memory_mode),
+         CASE(hold_pipelined_answers))
