@@ -643,6 +643,12 @@ int wisp_env_system_init(wisp_env_system_t *sys, uv_loop_t *loop, wisp_sandbox_t
         .request_timeout_ms = 3600 * 1000,
         .on_reject = runtime_reject_cb,
         .hold_pipelined = true, /* the C runtime pipelines POST /response and GET /next */
+        /* A runtime needs one connection (a few while it reconnects); the
+         * cap per env keeps one env from holding the daemon's descriptors
+         * and the server's connections, which would lock other envs'
+         * runtimes out. The server's own cap is then only a backstop. */
+        .max_listener_connections = WISP_ENV_API_CONNECTIONS_MAX,
+        .max_connections = 1000000,
     };
     sys->runtime_api = wisp_http_server_new(loop, "runtime", &lim, runtime_api_cb, sys);
     return wisp_sandbox_attach(sb, loop, sandbox_exit_cb, sys, err);

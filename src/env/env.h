@@ -34,6 +34,9 @@
  * lines is bounded as well as one of long ones. */
 #define WISP_ENV_QUIET_OUTPUT_MAX (4u * 1024 * 1024)
 #define WISP_LOG_LINE_OVERHEAD 64
+/* Runtime API connections one env may hold open at once; more are accepted
+ * and closed at once. */
+#define WISP_ENV_API_CONNECTIONS_MAX 8
 
 typedef struct wisp_env wisp_env_t;
 

@@ -68,7 +68,8 @@ typedef struct wisp_http_limits {
     unsigned idle_timeout_ms;    /* keep-alive idle before close; default 60000 */
     unsigned request_timeout_ms; /* a started request must be complete within; default 30000 */
     unsigned max_connections;    /* per server; default 10000; over: accept and close */
-    unsigned max_pipelined;      /* requests buffered on one connection; default 64 */
+    unsigned max_listener_connections; /* per listener; 0 (default): only max_connections */
+    unsigned max_pipelined;            /* requests buffered on one connection; default 64 */
     /* A streamed answer's bytes that the client has not taken yet (queued on
      * the socket, or buffered for an HTTP/1.0 client); default 16 MiB; over:
      * the connection is closed and the request aborted (a log follower that

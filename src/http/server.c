@@ -45,6 +45,7 @@ void wisp__http_limits_fill(wisp_http_limits_t *out, const wisp_http_limits_t *i
         out->request_timeout_ms = in->request_timeout_ms;
     if (in->max_connections)
         out->max_connections = in->max_connections;
+    out->max_listener_connections = in->max_listener_connections;
     if (in->max_pipelined)
         out->max_pipelined = in->max_pipelined;
     if (in->max_stream_queue_bytes)
@@ -157,10 +158,14 @@ static void on_connection(uv_stream_t *ls, int status)
     }
     c->h.handle.data = c;
     rc = uv_accept(ls, &c->h.stream);
-    if (rc < 0 || srv->nconns >= srv->lim.max_connections || srv->draining || l->closing) {
-        if (rc == 0)
-            wisp_debug("http", "%s: connection cap %u reached", srv->name,
-                       srv->lim.max_connections);
+    bool full =
+        srv->nconns >= srv->lim.max_connections ||
+        (srv->lim.max_listener_connections && l->nconns >= srv->lim.max_listener_connections);
+    if (rc < 0 || full || srv->draining || l->closing) {
+        if (rc == 0 && full)
+            wisp_debug("http",
+                       "%s: connection cap reached (%zu on the server, %zu on the listener)",
+                       srv->name, srv->nconns, l->nconns);
         uv_close(&c->h.handle, free_handle_data);
         return;
     }

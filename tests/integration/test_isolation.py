@@ -129,6 +129,27 @@ def handler(event, context):
         import threading
         threading.Thread(target=spew, daemon=True).start()
         return {"spewing": True}
+    if p == "apiconns":  # hold many connections to the Runtime API
+        host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+        socks = []
+        for _ in range(event["n"]):
+            try:
+                socks.append(socket.create_connection((host, int(port)), timeout=2))
+            except OSError:
+                break
+        import time
+        time.sleep(0.5)
+        alive = 0
+        for s in socks:
+            s.settimeout(0)
+            try:
+                alive += s.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                alive += 1
+            except OSError:
+                pass
+            s.close()
+        return {"opened": len(socks), "alive": alive}
     if p == "lines":  # short lines within the invocation
         os.write(1, b"x\n" * (event["kb"] * 512))
         return {"lines": event["kb"] * 512}
@@ -343,7 +364,7 @@ def zygote_checks(t, d, probe):
     t.eq("an env with PYTHON* variables is exec'd, not forked", r.get("zygote"), False)
 
 
-t = Tap(55)
+t = Tap(56)
 with Daemon("--max-envs", "64") as d:
     # /tmp is a tmpfs charged to the env's memory cgroup: give it room for tmp_mb.
     d.deploy("probe", {"app.py": PROBE}, runtime="python3", handler="app.handler", tmp_mb=512,
@@ -430,6 +451,10 @@ with Daemon("--max-envs", "64") as d:
     t.eq("daemon healthy after the zygote checks", st, 200)
     netns_checks(t, d)
     quiet_output_checks(t, d, probe)
+    d.deploy("conns", {"app.py": PROBE}, runtime="python3", handler="app.handler", timeout_s=20)
+    st, h, r = probe({"probe": "apiconns", "n": 300}, "conns")
+    t.ok(r.get("opened") == 300 and 1 <= r.get("alive", 0) <= 8,
+         "an env holds at most 8 Runtime API connections (the rest are closed)", r)
     st, _, _ = d.request("GET", "/healthz", token=False)
     t.eq("daemon healthy after the output checks", st, 200)
 log_buffer_checks(t)

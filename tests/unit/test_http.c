@@ -1273,6 +1273,50 @@ TEST(connection_cap)
     run_with_client(client_cap);
 }
 
+/* With max_listener_connections, a full listener closes new connections
+ * while another listener of the same server still takes them. */
+static int port2;
+
+static void client_listener_cap(void)
+{
+    struct client a, b, c, d;
+    client_open(&a);
+    client_open(&b);
+    send_str(&a, "GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+    send_str(&b, "GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct resp r;
+    CHECK(read_response(&a, &r, false));
+    resp_free(&r);
+    CHECK(read_response(&b, &r, false));
+    resp_free(&r);
+    client_open(&c);
+    CHECK(client_sees_eof(&c));
+    client_close(&c);
+    d.fd = connect_port(port2);
+    d.len = 0;
+    d.cap = 65536;
+    d.buf = xmalloc(d.cap);
+    send_str(&d, "GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+    CHECK(read_response(&d, &r, false));
+    CHECK_INT(r.status, 200);
+    resp_free(&r);
+    client_close(&d);
+    client_close(&a);
+    client_close(&b);
+    finish();
+}
+
+TEST(listener_connection_cap)
+{
+    wisp_http_limits_t lim = {.max_listener_connections = 2};
+    start_server(&lim);
+    wisp_http_listener_t *second;
+    wisp_err_t err;
+    CHECK(wisp_http_server_listen(srv, "127.0.0.1:0", NULL, &second, &err) == 0);
+    port2 = wisp_http_listener_port(second);
+    run_with_client(client_listener_cap);
+}
+
 #define MANY 2000
 
 static void client_many(void)
@@ -1464,5 +1508,5 @@ TAP_MAIN(CASE(simple_get), CASE(keep_alive_two_requests), CASE(pipelined_answers
          CASE(streaming_chunked_response), CASE(stream_to_a_client_that_stops_reading),
          CASE(http10_and_connection_close), CASE(listener_close_aborts_pending),
          CASE(shutdown_is_graceful), CASE(shutdown_grace_expires), CASE(connection_cap),
-         CASE(many_concurrent_connections), CASE(listen_ipv6), CASE(helpers), CASE(memory_mode),
-         CASE(hold_pipelined_answers))
+         CASE(listener_connection_cap), CASE(many_concurrent_connections), CASE(listen_ipv6),
+         CASE(helpers), CASE(memory_mode), CASE(hold_pipelined_answers))
