@@ -286,12 +286,17 @@ static int connect_port(int p)
     return fd;
 }
 
-static void client_open(struct client *c)
+static void client_open_port(struct client *c, int p)
 {
-    c->fd = connect_port(port);
+    c->fd = connect_port(p);
     c->len = 0;
     c->cap = 65536;
     c->buf = xmalloc(c->cap);
+}
+
+static void client_open(struct client *c)
+{
+    client_open_port(c, port);
 }
 
 static void client_close(struct client *c)
@@ -1239,21 +1244,30 @@ TEST(shutdown_grace_expires)
     CHECK_INT(atomic_load(&answered_late), 1);
 }
 
-static void client_cap(void)
+/* Open a and b on the test listener (each answered), then check that a third
+ * connection there is closed without an answer: a cap of 2 is reached. */
+static void fill_to_cap_of_two(struct client *a, struct client *b)
 {
-    struct client a, b, c;
-    client_open(&a);
-    client_open(&b);
-    send_str(&a, "GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
-    send_str(&b, "GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+    client_open(a);
+    client_open(b);
+    send_str(a, "GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+    send_str(b, "GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
     struct resp r;
-    CHECK(read_response(&a, &r, false));
+    CHECK(read_response(a, &r, false));
     resp_free(&r);
-    CHECK(read_response(&b, &r, false));
+    CHECK(read_response(b, &r, false));
     resp_free(&r);
+    struct client c;
     client_open(&c);
     CHECK(client_sees_eof(&c));
     client_close(&c);
+}
+
+static void client_cap(void)
+{
+    struct client a, b, c;
+    struct resp r;
+    fill_to_cap_of_two(&a, &b);
     client_close(&a);
     usleep(100000);
     client_open(&c);
@@ -1279,23 +1293,10 @@ static int port2;
 
 static void client_listener_cap(void)
 {
-    struct client a, b, c, d;
-    client_open(&a);
-    client_open(&b);
-    send_str(&a, "GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
-    send_str(&b, "GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct client a, b, d;
     struct resp r;
-    CHECK(read_response(&a, &r, false));
-    resp_free(&r);
-    CHECK(read_response(&b, &r, false));
-    resp_free(&r);
-    client_open(&c);
-    CHECK(client_sees_eof(&c));
-    client_close(&c);
-    d.fd = connect_port(port2);
-    d.len = 0;
-    d.cap = 65536;
-    d.buf = xmalloc(d.cap);
+    fill_to_cap_of_two(&a, &b);
+    client_open_port(&d, port2);
     send_str(&d, "GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
     CHECK(read_response(&d, &r, false));
     CHECK_INT(r.status, 200);
