@@ -14,6 +14,7 @@
 #define LOGS_DEFAULT 1000
 #define LOGS_MAX 10000
 #define LOGS_PAGE 1000
+#define FOLLOW_CHUNK (64 * 1024) /* backlog bytes per chunk of a follow */
 #define INVOCATIONS_DEFAULT 50
 #define INVOCATIONS_MAX 1000
 #define REQUEST_ID_MAX 128
@@ -23,9 +24,13 @@
 struct wisp__follow {
     struct wisp__follow *next;
     struct wisp__follow **prevp;
+    wisp_api_t *api;
     wisp_http_req_t *req;
-    wisp_logsub_t *sub;
-    int64_t last_id; /* lines up to this id were sent */
+    wisp_logsub_t *sub; /* NULL while the backlog is still being sent */
+    int64_t last_id;    /* lines up to this id were sent */
+    char *name;         /* the function */
+    char *rid;          /* only this request's lines, or NULL */
+    int64_t since;
 };
 
 static void fn_answer(wisp_http_req_t *req, int status, const wisp_fn_t *fn)
@@ -238,6 +243,8 @@ static void follow_end(struct wisp__follow *f)
         f->next->prevp = f->prevp;
     *f->prevp = f->next;
     wisp_http_respond_end(f->req);
+    free(f->name);
+    free(f->rid);
     free(f);
 }
 
@@ -252,18 +259,40 @@ void wisp__api_v1_close_follows(wisp_api_t *api)
         follow_end(api->follows);
 }
 
-/* Send the lines already stored, page by page, as chunks; returns the last id. */
-static int64_t send_backlog(wisp_api_t *api, wisp_http_req_t *req, const char *name, int64_t after,
-                            int64_t since, const char *rid)
+static void follow_pump(struct wisp__follow *f);
+
+static void follow_drained_cb(wisp_http_req_t *req, void *data)
 {
+    follow_pump(data);
+}
+
+/*
+ * Send the lines already stored, a page at a time and only as fast as the
+ * client takes them (wisp_http_req_stream_ready: a backlog of up to 100,000
+ * lines of up to 256 KiB is never queued whole), then follow new lines. The
+ * last page is read right after everything captured so far was stored, and
+ * the subscription starts in the same turn of the loop (the only thread that
+ * captures lines), so no line falls between the backlog and the live ones.
+ */
+static void follow_pump(struct wisp__follow *f)
+{
+    wisp_api_t *api = f->api;
     for (;;) {
+        if (!wisp_http_req_stream_ready(f->req, follow_drained_cb, f))
+            return; /* resumed from follow_drained_cb */
+        if (api->invoker != NULL)
+            wisp_logs_flush(api->invoker);
         cleanup_json json_t *page = NULL;
         wisp_err_t err;
-        if (wisp_store_log_query(api->store, name, after, since, rid, LOGS_PAGE, &page, &err) < 0) {
-            wisp_warn("api", "logs of %s: %s", name, err.msg);
-            return after;
+        if (wisp_store_log_query(api->store, f->name, f->last_id, f->since, f->rid, LOGS_PAGE,
+                                 &page, &err) < 0) {
+            wisp_warn("api", "logs of %s: %s", f->name, err.msg);
+            return follow_end(f);
         }
+        /* Chunks of about FOLLOW_CHUNK bytes; lines may be long (256 KiB),
+         * so readiness is checked after each chunk, not each page. */
         wisp_buf_t out = WISP_BUF_INIT(0);
+        bool paused = false;
         size_t i;
         json_t *rec;
         json_array_foreach(page, i, rec)
@@ -272,15 +301,30 @@ static int64_t send_backlog(wisp_api_t *api, wisp_http_req_t *req, const char *n
             wisp_buf_addf(&out, "%s\n", s ? s : "{}");
             free(s);
             json_int_t id = json_integer_value(json_object_get(rec, "id"));
-            if (id > after)
-                after = id;
+            if (id > f->last_id)
+                f->last_id = id;
+            if (out.len >= FOLLOW_CHUNK) {
+                wisp_http_respond_chunk(f->req, out.data, out.len);
+                wisp_buf_reset(&out);
+                if (!wisp_http_req_stream_ready(f->req, follow_drained_cb, f)) {
+                    paused = true; /* the rest of the page is read again from last_id */
+                    break;
+                }
+            }
         }
         if (out.len > 0)
-            wisp_http_respond_chunk(req, out.data, out.len);
+            wisp_http_respond_chunk(f->req, out.data, out.len);
         wisp_buf_free(&out);
+        if (paused || f->req->aborted)
+            return; /* resumed from follow_drained_cb; or follow_abort_cb ends it */
         if (json_array_size(page) < LOGS_PAGE)
-            return after;
+            break;
     }
+    if (api->invoker == NULL)
+        return follow_end(f);
+    f->sub = wisp_logs_subscribe(api->invoker, f->name, f->rid, follow_line_cb, f);
+    if (f->sub == NULL)
+        follow_end(f);
 }
 
 static void logs(wisp_api_t *api, wisp_http_req_t *req, const char *name)
@@ -323,23 +367,20 @@ static void logs(wisp_api_t *api, wisp_http_req_t *req, const char *name)
     }
 
     wisp_http_respond_start(req, 200, "application/x-ndjson", "Cache-Control: no-cache\r\n");
-    int64_t last = send_backlog(api, req, name, after, since, rid);
-    if (api->invoker == NULL)
-        return wisp_http_respond_end(req);
     struct wisp__follow *f = xcalloc(1, sizeof *f);
+    f->api = api;
     f->req = req;
-    f->last_id = last;
-    f->sub = wisp_logs_subscribe(api->invoker, name, rid, follow_line_cb, f);
-    if (f->sub == NULL) {
-        free(f);
-        return wisp_http_respond_end(req);
-    }
+    f->last_id = after;
+    f->name = xstrdup(name);
+    f->rid = rid ? xstrdup(rid) : NULL;
+    f->since = since;
     f->next = api->follows;
     if (f->next != NULL)
         f->next->prevp = &f->next;
     f->prevp = &api->follows;
     api->follows = f;
     wisp_http_req_on_abort(req, follow_abort_cb, f);
+    follow_pump(f);
 }
 
 /* ---- invocation records ---- */

@@ -457,6 +457,45 @@ const char *wisp__http_date(wisp_http_server_t *srv)
     return srv->date;
 }
 
+/* What a streamed answer has given that its client has not taken yet. */
+static size_t rq_untaken(rq_t *r)
+{
+    if (r->buffer_stream)
+        return r->sbuf.len;
+    return r->out.len + (r->conn ? uv_stream_get_write_queue_size(&r->conn->h.stream) : 0);
+}
+
+static bool rq_stream_caught_up(rq_t *r)
+{
+    return r->buffer_stream || rq_untaken(r) <= r->conn->srv->lim.max_stream_queue_bytes / 4;
+}
+
+bool wisp_http_req_stream_ready(wisp_http_req_t *req, wisp_http_drain_cb cb, void *data)
+{
+    rq_t *r = (rq_t *)req;
+    if (r->state != WISP__RQ_STREAMING || r->conn == NULL || r->conn->closing ||
+        rq_stream_caught_up(r)) {
+        r->drain_cb = NULL;
+        return true;
+    }
+    r->drain_cb = cb;
+    r->drain_data = data;
+    return false;
+}
+
+/* After a write: tell the streamed answers waiting for their client. */
+static void conn_tell_drained(conn_t *c)
+{
+    for (rq_t *r = c->head; r != NULL && !c->closing; r = r->next) {
+        if (r->drain_cb == NULL || r->state != WISP__RQ_STREAMING || !rq_stream_caught_up(r))
+            continue;
+        wisp_http_drain_cb cb = r->drain_cb;
+        r->drain_cb = NULL;
+        cb(&r->pub, r->drain_data);
+        return; /* the callback may have answered, changing the list */
+    }
+}
+
 static void write_cb(uv_write_t *w, int status)
 {
     struct write_op *op = (struct write_op *)w;
@@ -475,6 +514,7 @@ static void write_cb(uv_write_t *w, int status)
         c->paused_write = false;
         conn_update_reading(c);
     }
+    conn_tell_drained(c);
 }
 
 /* Queue mem (which the write takes) on the socket. */
@@ -714,7 +754,7 @@ void wisp_http_respond_chunk(wisp_http_req_t *req, const void *data, size_t len)
     if (r->state != WISP__RQ_STREAMING || r->conn == NULL || r->conn->closing || len == 0)
         return;
     conn_t *c = r->conn;
-    size_t untaken = r->buffer_stream ? r->sbuf.len : uv_stream_get_write_queue_size(&c->h.stream);
+    size_t untaken = rq_untaken(r);
     if (untaken + len > c->srv->lim.max_stream_queue_bytes) {
         wisp_warn("http",
                   "%s: closing a connection whose client left %zu bytes of a streamed "
@@ -738,6 +778,7 @@ void wisp_http_respond_chunk(wisp_http_req_t *req, const void *data, size_t len)
 void wisp_http_respond_end(wisp_http_req_t *req)
 {
     rq_t *r = (rq_t *)req;
+    r->drain_cb = NULL;
     if (r->state == WISP__RQ_HANDLING) {
         wisp_http_respond(req, 200, NULL, NULL, NULL, 0);
         return;
@@ -1198,6 +1239,7 @@ static void conn_abort_all(conn_t *c)
         if (r->state == WISP__RQ_HANDLING || r->state == WISP__RQ_STREAMING) {
             r->conn = NULL;
             r->pub.aborted = true;
+            r->drain_cb = NULL;
             wisp_http_abort_cb cb = r->abort_cb;
             r->abort_cb = NULL;
             if (cb != NULL)

@@ -61,6 +61,7 @@ struct wisp_http_req {
 typedef void (*wisp_http_handler_cb)(wisp_http_req_t *req, void *data);
 /* Called once if the client disconnects before the request was answered. */
 typedef void (*wisp_http_abort_cb)(wisp_http_req_t *req, void *data);
+typedef void (*wisp_http_drain_cb)(wisp_http_req_t *req, void *data);
 
 typedef struct wisp_http_limits {
     size_t max_header_bytes;     /* request line + headers; default 64 KiB; over: 431 */
@@ -126,6 +127,14 @@ const char *wisp_http_req_trailer(const wisp_http_req_t *req, const char *name);
  * request was aborted already: check req->aborted. After an abort,
  * req->listener and req->listener_data may point to a listener that is gone. */
 void wisp_http_req_on_abort(wisp_http_req_t *req, wisp_http_abort_cb cb, void *data);
+/* For a streamed answer: true if the client has taken enough of it that more
+ * may be sent now (at most a quarter of max_stream_queue_bytes is waiting for
+ * it; always true for an HTTP/1.0 client, whose answer is collected whole).
+ * Otherwise false, and cb is called once, from a later write completion,
+ * when that becomes true (never after an abort). A producer with much to
+ * send (a log backlog) sends while this is true and resumes from cb, so it
+ * never meets the max_stream_queue_bytes cut-off. */
+bool wisp_http_req_stream_ready(wisp_http_req_t *req, wisp_http_drain_cb cb, void *data);
 
 /* Answer with a complete body. headers are extra lines already formatted
  * ("Name: value\r\n"...), or NULL; they are trusted (not checked for CR/LF).

@@ -81,6 +81,8 @@ struct wisp__http_rq {
     char *stream_headers;
     wisp_http_abort_cb abort_cb;
     void *abort_data;
+    wisp_http_drain_cb drain_cb; /* wisp_http_req_stream_ready: told once the client caught up */
+    void *drain_data;
 };
 
 /* One client connection. */

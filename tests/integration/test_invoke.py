@@ -77,7 +77,47 @@ while True:
          + chunks + b"0\r\n" + trailer + b"\r\n")
 '''
 
-t = Tap(35)
+BIG = b'''
+def handler(event, context):
+    line = "%s-" % event["tag"] + "z" * 100000
+    for k in range(event.get("n", 38)):
+        print(line, k, flush=True)
+    return event.get("n", 38)
+'''
+
+
+def follow_checks(t, d):
+    """A follow whose backlog (about 23 MB) is larger than the 16 MiB a
+    lagging client may leave untaken: it is sent as the client takes it,
+    whole, then the live lines follow on the same stream."""
+    import http.client
+    d.deploy("big", {"app.py": BIG}, runtime="python3", handler="app.handler", timeout_s=30)
+    for i in range(6):
+        d.invoke("big", {"tag": "old%d" % i})
+    conn = http.client.HTTPConnection("127.0.0.1", d.admin_port, timeout=30)
+    conn.request("GET", "/v1/functions/big/logs?follow=1",
+                 headers={"Authorization": f"Bearer {d.token}"})
+    resp = conn.getresponse()
+    time.sleep(1.5)  # a client that starts reading late
+    seen, deadline = 0, time.time() + 60
+    while seen < 6 * 38 and time.time() < deadline:
+        line = resp.readline()
+        if not line:
+            break
+        seen += b'"line":"old' in line
+    t.eq("a follow sends a 23 MB backlog whole to a client that reads late", seen, 6 * 38)
+    d.invoke("big", {"tag": "live", "n": 1})
+    live = False
+    while not live and time.time() < deadline:
+        line = resp.readline()
+        if not line:
+            break
+        live = b'"line":"live-' in line
+    t.ok(live, "then the live lines on the same stream", seen)
+    conn.close()
+
+
+t = Tap(37)
 with Daemon() as d:
     # python3
     d.deploy("py", {"app.py": PY_APP}, runtime="python3", handler="app.handler",
@@ -214,5 +254,6 @@ with Daemon() as d:
     st, _, body = d.request("GET", "/metrics", token=False)
     t.ok(b'wisp_invocations_total{function="py",outcome="success"}' in body and
          b"wisp_cold_starts_total" in body, "invocation metrics", body[:300])
+    follow_checks(t, d)
     t.eq("daemon exits 0 on SIGTERM", d.stop(), 0)
 sys.exit(1 if t.failed else 0)

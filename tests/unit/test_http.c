@@ -9,6 +9,8 @@
  *   /hang     never answers until aborted; answers 50 ms after the abort
  *   /big      answers with ?n= bytes
  *   /flood    streams 256 KiB chunks every millisecond until aborted (64 MiB at most)
+ *   /pump     streams ?mb= MiB in 64 KiB chunks as fast as the client takes them
+ *             (wisp_http_req_stream_ready)
  */
 #define TAP_TIMEOUT 60
 #include <arpa/inet.h>
@@ -115,6 +117,33 @@ static void flood_tick(uv_timer_t *t)
     atomic_fetch_add(&flooded, (long)sizeof chunk);
 }
 
+struct pump {
+    wisp_http_req_t *req;
+    long left; /* bytes still to send */
+};
+
+static void pump_more(wisp_http_req_t *req, void *data)
+{
+    struct pump *p = data;
+    static char chunk[64 * 1024];
+    memset(chunk, 'p', sizeof chunk);
+    while (p->left > 0) {
+        if (!wisp_http_req_stream_ready(req, pump_more, p))
+            return; /* called again once the client caught up */
+        wisp_http_respond_chunk(req, chunk, sizeof chunk);
+        p->left -= (long)sizeof chunk;
+    }
+    wisp_http_respond_end(req);
+    free(p);
+}
+
+static void pump_aborted(wisp_http_req_t *req, void *data)
+{
+    atomic_fetch_add(&aborts, 1);
+    free(data);
+    wisp_http_respond_end(req);
+}
+
 static void hang_aborted(wisp_http_req_t *req, void *data)
 {
     atomic_fetch_add(&aborts, 1);
@@ -168,6 +197,15 @@ static void handler(wisp_http_req_t *req, void *data)
         } else {
             uv_timer_start(&d->timer, defer_fire, (uint64_t)query_int(req, "ms", 10), 0);
         }
+        return;
+    }
+    if (strcmp(req->path, "/pump") == 0) {
+        struct pump *p = xcalloc(1, sizeof *p);
+        p->req = req;
+        p->left = (long)query_int(req, "mb", 1) * 1024 * 1024;
+        wisp_http_req_on_abort(req, pump_aborted, p);
+        wisp_http_respond_start(req, 200, "application/octet-stream", NULL);
+        pump_more(req, p);
         return;
     }
     if (strcmp(req->path, "/flood") == 0) {
@@ -1098,6 +1136,32 @@ static void client_stops_reading(void)
     finish();
 }
 
+/* A producer that sends only while wisp_http_req_stream_ready says so gets
+ * 12 MiB through a 1 MiB cut-off to a client that starts reading late. */
+static void client_reads_late(void)
+{
+    struct client c;
+    client_open(&c);
+    send_str(&c, "GET /pump?mb=12 HTTP/1.1\r\nHost: a\r\n\r\n");
+    usleep(300 * 1000); /* the server fills what it may meanwhile */
+    struct resp r;
+    CHECK(read_response(&c, &r, false));
+    CHECK_INT(r.status, 200);
+    CHECK_INT(r.body_len, 12 * 1024 * 1024);
+    CHECK(r.body_len > 0 && r.body[0] == 'p' && r.body[r.body_len - 1] == 'p');
+    resp_free(&r);
+    CHECK_INT(atomic_load(&aborts), 0);
+    client_close(&c);
+    finish();
+}
+
+TEST(stream_paced_by_the_client)
+{
+    wisp_http_limits_t lim = {.max_stream_queue_bytes = 1024 * 1024};
+    start_server(&lim);
+    run_with_client(client_reads_late);
+}
+
 TEST(stream_to_a_client_that_stops_reading)
 {
     wisp_http_limits_t lim = {.max_stream_queue_bytes = 4 * 1024 * 1024};
@@ -1506,8 +1570,9 @@ TAP_MAIN(CASE(simple_get), CASE(keep_alive_two_requests), CASE(pipelined_answers
          CASE(malformed_400_only_that_connection), CASE(idle_timeout_closes),
          CASE(slow_client_times_out), CASE(abort_when_client_disconnects), CASE(adopt_listening_fd),
          CASE(adopt_unix_socket), CASE(large_bodies), CASE(head_has_no_body),
-         CASE(streaming_chunked_response), CASE(stream_to_a_client_that_stops_reading),
-         CASE(http10_and_connection_close), CASE(listener_close_aborts_pending),
-         CASE(shutdown_is_graceful), CASE(shutdown_grace_expires), CASE(connection_cap),
-         CASE(listener_connection_cap), CASE(many_concurrent_connections), CASE(listen_ipv6),
-         CASE(helpers), CASE(memory_mode), CASE(hold_pipelined_answers))
+         CASE(streaming_chunked_response), CASE(stream_paced_by_the_client),
+         CASE(stream_to_a_client_that_stops_reading), CASE(http10_and_connection_close),
+         CASE(listener_close_aborts_pending), CASE(shutdown_is_graceful),
+         CASE(shutdown_grace_expires), CASE(connection_cap), CASE(listener_connection_cap),
+         CASE(many_concurrent_connections), CASE(listen_ipv6), CASE(helpers), CASE(memory_mode),
+         CASE(hold_pipelined_answers))
