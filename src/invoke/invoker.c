@@ -858,6 +858,16 @@ static const wisp_env_hooks_t hooks = {
 
 /* ---- registry changes ---- */
 
+/* A deleted function's metric series go with it (a platform that creates
+ * and deletes functions all day must not keep their series forever). */
+static void forget_metrics(const char *name)
+{
+    char label[200], fname[140];
+    wisp_metrics_label_escape(name, fname, sizeof fname);
+    snprintf(label, sizeof label, "function=\"%s\"", fname);
+    wisp_metrics_forget(label);
+}
+
 static void fn_changed(void *data, const char *name, const wisp_fn_t *fn)
 {
     wisp_invoker_t *inv = data;
@@ -888,6 +898,7 @@ static void fn_changed(void *data, const char *name, const wisp_fn_t *fn)
             refuse(inv, in, WISP_ENOTFOUND, NULL, "Function not found: %s", fs->arn);
         }
         arm_qtimer(inv, fs);
+        forget_metrics(name);
         return;
     }
     dispatch(inv, fs);

@@ -2,6 +2,7 @@
 #include "obs/metrics.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -158,6 +159,44 @@ static struct series *get_series(wisp_metric_t *m, const char *labels)
     return s;
 }
 
+/* Whether labels (comma-separated pairs) has the pair label. Escaped values
+ * hold no bare quote, so a pair cannot be matched inside another's value. */
+static bool has_label(const char *labels, const char *label, size_t n)
+{
+    for (const char *p = labels; (p = strstr(p, label)) != NULL; p++)
+        if ((p == labels || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+            return true;
+    return false;
+}
+
+static void free_series(struct series *s)
+{
+    free(s->labels);
+    free(s->buckets);
+    free(s);
+}
+
+void wisp_metrics_forget(const char *label)
+{
+    size_t n = strlen(label);
+    for (wisp_metric_t *m = registry; m; m = m->next) {
+        for (struct series **pp = &m->series; *pp;) {
+            struct series *s = *pp;
+            if (!has_label(s->labels, label, n)) {
+                pp = &s->next;
+                continue;
+            }
+            *pp = s->next;
+            struct series **hp = &m->table[s->hash & (m->table_size - 1)];
+            while (*hp != s)
+                hp = &(*hp)->hnext;
+            *hp = s->hnext;
+            m->nseries--;
+            free_series(s);
+        }
+    }
+}
+
 void wisp_metrics_add(wisp_metric_t *m, const char *labels, double delta)
 {
     get_series(m, labels)->value += delta;
@@ -269,9 +308,7 @@ void wisp_metrics_reset(void)
         while (m->series) {
             struct series *s = m->series;
             m->series = s->next;
-            free(s->labels);
-            free(s->buckets);
-            free(s);
+            free_series(s);
         }
         free(m->table);
         free(m->bounds);

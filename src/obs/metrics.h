@@ -39,6 +39,11 @@ void wisp_metrics_observe(wisp_metric_t *m, const char *labels, double value);
 /* Current value of a counter or gauge series (0 if absent); for tests. */
 double wisp_metrics_value(wisp_metric_t *m, const char *labels);
 
+/* Remove, from every metric, the series that carry the label `label` (one
+ * `name="value"` pair, value escaped as wisp_metrics_label_escape does):
+ * what a deleted function leaves behind. */
+void wisp_metrics_forget(const char *label);
+
 /* Escape a label value (backslash, quote, newline) into out (size n). */
 void wisp_metrics_label_escape(const char *value, char *out, size_t n);
 

@@ -115,9 +115,15 @@ def follow_checks(t, d):
         live = b'"line":"live-' in line
     t.ok(live, "then the live lines on the same stream", seen)
     conn.close()
+    st, _, body = d.request("GET", "/metrics", token=False)
+    had = b'function="big"' in body
+    d.request("DELETE", "/v1/functions/big")
+    st, _, body = d.request("GET", "/metrics", token=False)
+    t.ok(had and b'function="big"' not in body and b'function="py"' in body,
+         "a deleted function's metric series go with it", had)
 
 
-t = Tap(37)
+t = Tap(38)
 with Daemon() as d:
     # python3
     d.deploy("py", {"app.py": PY_APP}, runtime="python3", handler="app.handler",

@@ -171,6 +171,39 @@ TEST(metrics_many_series)
     wisp_metrics_reset();
 }
 
+/* A deleted function's series go from every metric, and only its own:
+ * not a function whose name it prefixes, nor a value that merely contains
+ * the label's text; the hash table still finds what is left. */
+TEST(metrics_forget)
+{
+    wisp_metric_t *c = wisp_metrics_counter("t_inv_total", "Test.");
+    wisp_metric_t *h = wisp_metrics_histogram("t_inv_seconds", "Test.", (double[]){0.1, 1}, 2);
+    for (int i = 0; i < 200; i++) {
+        char l[64];
+        snprintf(l, sizeof l, "function=\"f%d\",outcome=\"success\"", i);
+        wisp_metrics_add(c, l, 1);
+        snprintf(l, sizeof l, "function=\"f%d\"", i);
+        wisp_metrics_observe(h, l, 0.5);
+    }
+    wisp_metrics_add(c, "outcome=\"x\",function=\"f7\"", 1); /* not first */
+    wisp_metrics_add(c, "other=\"function=\\\"f7\\\"\"", 1); /* only inside a value */
+    wisp_metrics_forget("function=\"f7\"");
+    CHECK(wisp_metrics_value(c, "function=\"f7\",outcome=\"success\"") == 0);
+    CHECK(wisp_metrics_value(c, "outcome=\"x\",function=\"f7\"") == 0);
+    CHECK(wisp_metrics_value(c, "function=\"f70\",outcome=\"success\"") == 1);
+    CHECK(wisp_metrics_value(c, "function=\"f199\",outcome=\"success\"") == 1);
+    CHECK(wisp_metrics_value(c, "other=\"function=\\\"f7\\\"\"") == 1);
+    wisp_buf_t out = WISP_BUF_INIT(0);
+    wisp_metrics_render(&out);
+    CHECK(strstr(out.data, "function=\"f7\"") == NULL);
+    CHECK(strstr(out.data, "t_inv_seconds_count{function=\"f70\"} 1\n") != NULL);
+    wisp_buf_free(&out);
+    /* Updated again, the series starts over. */
+    wisp_metrics_add(c, "function=\"f7\",outcome=\"success\"", 2);
+    CHECK(wisp_metrics_value(c, "function=\"f7\",outcome=\"success\"") == 2);
+    wisp_metrics_reset();
+}
+
 TAP_MAIN(CASE(err_set_and_map), CASE(buf_respects_max), CASE(uuid_shape),
          CASE(uuid7_shape_and_order), CASE(time_formats), CASE(files_roundtrip),
-         CASE(metrics_render), CASE(metrics_many_series))
+         CASE(metrics_render), CASE(metrics_many_series), CASE(metrics_forget))
