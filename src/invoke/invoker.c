@@ -76,6 +76,28 @@ static struct fnstate *fs_get(wisp_invoker_t *inv, const char *name, bool load)
     return fs;
 }
 
+static void free_cb(uv_handle_t *h);
+
+/* A deleted function's state goes once nothing refers to it: no env (each
+ * points at it as its owner), no queued invocation (each points at it), not
+ * on the wait list (it is taken off at the deletion, and a deleted function
+ * is never put back: dispatch and wisp_invoke refuse it). Without this,
+ * every function ever deleted kept its state and lengthened its hash chain
+ * for the life of the daemon. */
+static void fs_release_if_unused(wisp_invoker_t *inv, struct fnstate *fs)
+{
+    if (fs->fn != NULL || fs->live > 0 || fs->envs != NULL || fs->q_head != NULL || fs->waiting)
+        return;
+    struct fnstate **pp = &inv->table[hash_name(fs->name)];
+    while (*pp != fs)
+        pp = &(*pp)->next_hash;
+    *pp = fs->next_hash;
+    free(fs->init_error_type);
+    free(fs->init_error_body);
+    uv_close((uv_handle_t *)fs->qtimer, free_cb);
+    free(fs);
+}
+
 /* ---- results ---- */
 
 static void record_and_free(wisp_invoker_t *inv, struct invocation *in, const char *outcome,
@@ -671,6 +693,18 @@ static void dispatch_waiting(wisp_invoker_t *inv)
     }
 }
 
+/* Take fs off the wait list (a deleted function has nothing to wait for). */
+static void remove_waiting(wisp_invoker_t *inv, struct fnstate *fs)
+{
+    if (!fs->waiting)
+        return;
+    struct fnstate **pp = &inv->waiting;
+    while (*pp != fs)
+        pp = &(*pp)->next_wait;
+    *pp = fs->next_wait;
+    fs->waiting = false;
+}
+
 /* ---- env hooks ---- */
 
 static void hook_ready(void *data, wisp_env_t *env)
@@ -846,6 +880,7 @@ static void hook_gone(void *data, wisp_env_t *env, wisp_env_event_t *ev, int wai
     dispatch(inv, fs);
     if (inv->waiting)
         dispatch_waiting(inv);
+    fs_release_if_unused(inv, fs); /* the last env of a deleted function */
 }
 
 static const wisp_env_hooks_t hooks = {
@@ -899,6 +934,8 @@ static void fn_changed(void *data, const char *name, const wisp_fn_t *fn)
         }
         arm_qtimer(inv, fs);
         forget_metrics(name);
+        remove_waiting(inv, fs);
+        fs_release_if_unused(inv, fs); /* now, or when its last env is gone */
         return;
     }
     dispatch(inv, fs);
@@ -915,6 +952,16 @@ static void envs_gauge(wisp_buf_t *out, const char *name, void *data)
     for (int s = 0; s < 4; s++)
         wisp_buf_addf(out, "%s{state=\"%s\"} %u\n", name, wisp_env_state_name((wisp_env_state_t)s),
                       counts[s]);
+}
+
+static void states_gauge(wisp_buf_t *out, const char *name, void *data)
+{
+    wisp_invoker_t *inv = data;
+    unsigned n = 0;
+    for (unsigned b = 0; b < WISP_ARRAY_LEN(inv->table); b++)
+        for (struct fnstate *fs = inv->table[b]; fs; fs = fs->next_hash)
+            n++;
+    wisp_buf_addf(out, "%s %u\n", name, n);
 }
 
 wisp_invoker_t *wisp_invoker_new(uv_loop_t *loop, wisp_registry_t *reg, wisp_store_t *store,
@@ -965,6 +1012,10 @@ wisp_invoker_t *wisp_invoker_new(uv_loop_t *loop, wisp_registry_t *reg, wisp_sto
         wisp_metrics_histogram("wisp_queue_wait_seconds", "Time invocations waited for an env.",
                                wisp_metrics_latency_buckets, wisp_metrics_latency_nbuckets);
     wisp_metrics_gauge_fn("wisp_envs", "Live execution environments by state.", envs_gauge, inv);
+    wisp_metrics_gauge_fn("wisp_invoker_functions",
+                          "Functions the invoker holds state for (invoked or provisioned; a "
+                          "deleted one until its last env is gone).",
+                          states_gauge, inv);
     wisp_registry_on_change(reg, fn_changed, inv);
     /* Provisioned concurrency: start min_warm envs of every function now. */
     wisp_fn_t **list = NULL;

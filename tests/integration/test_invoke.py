@@ -5,6 +5,7 @@ oversized response, bad entry point, init errors), logs and records."""
 import base64
 import json
 import os
+import re
 import sys
 import time
 
@@ -115,15 +116,24 @@ def follow_checks(t, d):
         live = b'"line":"live-' in line
     t.ok(live, "then the live lines on the same stream", seen)
     conn.close()
-    st, _, body = d.request("GET", "/metrics", token=False)
+    def states():
+        st, _, body = d.request("GET", "/metrics", token=False)
+        m = re.search(rb"^wisp_invoker_functions (\d+)$", body, re.M)
+        return body, int(m.group(1)) if m else -1
+
+    body, before = states()
     had = b'function="big"' in body
     d.request("DELETE", "/v1/functions/big")
-    st, _, body = d.request("GET", "/metrics", token=False)
+    body, _ = states()
     t.ok(had and b'function="big"' not in body and b'function="py"' in body,
          "a deleted function's metric series go with it", had)
+    deadline = time.time() + 10
+    while states()[1] != before - 1 and time.time() < deadline:
+        time.sleep(0.1)
+    t.eq("and its state in the invoker once its env is gone", states()[1], before - 1)
 
 
-t = Tap(38)
+t = Tap(39)
 with Daemon() as d:
     # python3
     d.deploy("py", {"app.py": PY_APP}, runtime="python3", handler="app.handler",
