@@ -38,58 +38,42 @@ static double cpu_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* One simulated invocation: its id, record and three platform lines. */
+/* One simulated invocation's three platform lines (its record is beside). */
 struct sim {
-    invrec_t rec;
     char lines[3][192];
 };
 
-static void fill(struct sim *s, int64_t ts)
+static void fill(struct sim *s, invrec_t *rec, int64_t ts)
 {
-    s->rec = (invrec_t){.start_ms = ts,
-                        .queue_ms = 0.0125,
-                        .duration_ms = 0.3123,
-                        .billed_ms = 1,
-                        .max_memory_mb = 2,
-                        .outcome = "success",
-                        .function = (char *)"bench-fn"};
-    wisp_uuid7(s->rec.id);
-    snprintf(s->rec.revision, sizeof s->rec.revision, "0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000");
-    snprintf(s->rec.trigger, sizeof s->rec.trigger, "http");
-    snprintf(s->lines[0], sizeof s->lines[0], "START RequestId: %s Version: $LATEST", s->rec.id);
-    snprintf(s->lines[1], sizeof s->lines[1], "END RequestId: %s", s->rec.id);
+    *rec = (invrec_t){.start_ms = ts,
+                      .queue_ms = 0.0125,
+                      .duration_ms = 0.3123,
+                      .billed_ms = 1,
+                      .max_memory_mb = 2,
+                      .outcome = "success",
+                      .function = (char *)"bench-fn"};
+    wisp_uuid7(rec->id);
+    snprintf(rec->revision, sizeof rec->revision, "0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000");
+    snprintf(rec->trigger, sizeof rec->trigger, "http");
+    snprintf(s->lines[0], sizeof s->lines[0], "START RequestId: %s Version: $LATEST", rec->id);
+    snprintf(s->lines[1], sizeof s->lines[1], "END RequestId: %s", rec->id);
     snprintf(s->lines[2], sizeof s->lines[2],
              "REPORT RequestId: %s\tDuration: 0.31 ms\tBilled Duration: 1 ms\tMemory Size: 128 "
              "MB\tMax Memory Used: 2 MB",
-             s->rec.id);
+             rec->id);
 }
 
-/* The records as the writer stores them now: encoded text, one call. */
-static int put_encoded(wisp_store_t *st, struct sim *sims, int n, wisp_err_t *err)
+/* The records as the writer stores them now. */
+static int put_encoded(wisp_store_t *st, const invrec_t *recs, int n, wisp_err_t *err)
 {
-    wisp_buf_t docs = WISP_BUF_INIT(0);
-    size_t *at = xmalloc((size_t)n * sizeof *at);
-    wisp_inv_row_t *rows = xmalloc((size_t)n * sizeof *rows);
-    for (int i = 0; i < n; i++) {
-        at[i] = docs.len;
-        wisp__invrec_json(&sims[i].rec, &docs);
-        wisp_buf_add(&docs, "", 1);
-    }
-    for (int i = 0; i < n; i++)
-        rows[i] = (wisp_inv_row_t){sims[i].rec.id, sims[i].rec.function, sims[i].rec.start_ms,
-                                   docs.data + at[i]};
-    int rc = wisp_store_invocation_put_rows(st, rows, (size_t)n, err);
-    free(rows);
-    free(at);
-    wisp_buf_free(&docs);
-    return rc;
+    return wisp__invrecs_store(st, recs, (size_t)n, err);
 }
 
 /* The records as the writer stored them before: a jansson document each. */
-static int put_jansson(wisp_store_t *st, struct sim *sims, int n, wisp_err_t *err)
+static int put_jansson(wisp_store_t *st, const invrec_t *recs, int n, wisp_err_t *err)
 {
     for (int i = 0; i < n; i++) {
-        const invrec_t *r = &sims[i].rec;
+        const invrec_t *r = &recs[i];
         json_t *doc =
             json_pack("{s:s,s:s,s:s,s:s,s:I,s:f,s:f,s:f,s:I,s:I,s:b,s:s,s:s?}", "id", r->id,
                       "function", r->function, "revision", r->revision, "trigger", r->trigger,
@@ -117,7 +101,7 @@ static double total(const struct tally *t)
 /* Store `batches` batches of `per` invocations in a fresh database; the
  * records through put(). */
 static int run(const char *dir, const char *tag, int batches, int per,
-               int (*put)(wisp_store_t *, struct sim *, int, wisp_err_t *), struct tally *t)
+               int (*put)(wisp_store_t *, const invrec_t *, int, wisp_err_t *), struct tally *t)
 {
     char uri[512];
     snprintf(uri, sizeof uri, "sqlite:%s/%s.db", dir, tag);
@@ -128,16 +112,17 @@ static int run(const char *dir, const char *tag, int batches, int per,
         return -1;
     }
     struct sim *sims = xcalloc((size_t)per, sizeof *sims);
+    invrec_t *recs_of = xcalloc((size_t)per, sizeof *recs_of);
     wisp_log_rec_t *recs = xcalloc((size_t)per * 3, sizeof *recs);
     *t = (struct tally){0};
     int rc = 0;
     for (int b = 0; b < batches && rc == 0; b++) {
         int64_t ts = wisp_now_ms();
         for (int i = 0; i < per; i++) {
-            fill(&sims[i], ts);
+            fill(&sims[i], &recs_of[i], ts);
             for (int k = 0; k < 3; k++)
                 recs[3 * i + k] =
-                    (wisp_log_rec_t){"bench-fn", sims[i].rec.id, ts, "platform", sims[i].lines[k]};
+                    (wisp_log_rec_t){"bench-fn", recs_of[i].id, ts, "platform", sims[i].lines[k]};
         }
         double t0 = cpu_s();
         rc = wisp_store_begin(st, &err);
@@ -145,7 +130,7 @@ static int run(const char *dir, const char *tag, int batches, int per,
             rc = wisp_store_log_append(st, recs, (size_t)per * 3, LOG_CAP, &err);
         double t1 = cpu_s();
         if (rc == 0)
-            rc = put(st, sims, per, &err);
+            rc = put(st, recs_of, per, &err);
         double t2 = cpu_s();
         if (rc == 0)
             rc = wisp_store_commit(st, &err);
@@ -161,6 +146,7 @@ static int run(const char *dir, const char *tag, int batches, int per,
     t->records /= n;
     t->commit /= n;
     free(recs);
+    free(recs_of);
     free(sims);
     wisp_store_close(st);
     return rc;

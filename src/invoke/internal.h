@@ -147,5 +147,7 @@ bool wisp__logs_record(wisp_invoker_t *inv, const invrec_t *rec);
  * "duration_ms", "billed_ms", "max_memory_mb", "cold", "outcome",
  * "error_type"} (durations to the microsecond, error_type null if none). */
 void wisp__invrec_json(const invrec_t *rec, wisp_buf_t *b);
+/* Encode n records (wisp__invrec_json) and store them in one operation. */
+int wisp__invrecs_store(wisp_store_t *store, const invrec_t *recs, size_t n, wisp_err_t *err);
 
 #endif

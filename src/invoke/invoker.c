@@ -78,6 +78,16 @@ static struct fnstate *fs_get(wisp_invoker_t *inv, const char *name, bool load)
 
 static void free_cb(uv_handle_t *h);
 
+/* Free fs, already out of the table. */
+static void fs_free(struct fnstate *fs)
+{
+    wisp_fn_free(fs->fn);
+    free(fs->init_error_type);
+    free(fs->init_error_body);
+    uv_close((uv_handle_t *)fs->qtimer, free_cb);
+    free(fs);
+}
+
 /* A deleted function's state goes once nothing refers to it: no env (each
  * points at it as its owner), no queued invocation (each points at it), not
  * on the wait list (it is taken off at the deletion, and a deleted function
@@ -92,10 +102,7 @@ static void fs_release_if_unused(wisp_invoker_t *inv, struct fnstate *fs)
     while (*pp != fs)
         pp = &(*pp)->next_hash;
     *pp = fs->next_hash;
-    free(fs->init_error_type);
-    free(fs->init_error_body);
-    uv_close((uv_handle_t *)fs->qtimer, free_cb);
-    free(fs);
+    fs_free(fs);
 }
 
 /* ---- results ---- */
@@ -1162,11 +1169,7 @@ void wisp_invoker_free(wisp_invoker_t *inv)
         while (inv->table[b]) {
             struct fnstate *fs = inv->table[b];
             inv->table[b] = fs->next_hash;
-            wisp_fn_free(fs->fn);
-            free(fs->init_error_type);
-            free(fs->init_error_body);
-            uv_close((uv_handle_t *)fs->qtimer, free_cb);
-            free(fs);
+            fs_free(fs);
         }
     }
     wisp_env_system_close(&inv->envsys);

@@ -143,6 +143,30 @@ void wisp__invrec_json(const invrec_t *r, wisp_buf_t *b)
     ADD_LIT(b, "}");
 }
 
+int wisp__invrecs_store(wisp_store_t *store, const invrec_t *recs, size_t n, wisp_err_t *err)
+{
+    if (n == 0)
+        return 0;
+    /* All documents in one buffer (NUL-separated); pointers taken once it
+     * stops growing. */
+    wisp_buf_t docs = WISP_BUF_INIT(0);
+    size_t *at = xmalloc(n * sizeof *at);
+    for (size_t i = 0; i < n; i++) {
+        at[i] = docs.len;
+        wisp__invrec_json(&recs[i], &docs);
+        wisp_buf_add(&docs, "", 1);
+    }
+    wisp_inv_row_t *rows = xmalloc(n * sizeof *rows);
+    for (size_t i = 0; i < n; i++)
+        rows[i] =
+            (wisp_inv_row_t){recs[i].id, recs[i].function, recs[i].start_ms, docs.data + at[i]};
+    int rc = wisp_store_invocation_put_rows(store, rows, n, err);
+    free(rows);
+    free(at);
+    wisp_buf_free(&docs);
+    return rc;
+}
+
 /* Store one batch in one transaction, then free it. Errors are logged: the
  * lines are then lost, as they would be if the disk failed. */
 static void write_batch(wisp_store_t *store, struct logbatch *b, int64_t cap,
@@ -165,26 +189,8 @@ static void write_batch(wisp_store_t *store, struct logbatch *b, int64_t cap,
             wisp_error("logs", "storing %zu log lines: %s", b->nlines, err.msg);
         free(recs);
     }
-    if (b->nrecs > 0) {
-        /* All documents in one buffer (NUL-separated); pointers taken once
-         * it stops growing. */
-        wisp_buf_t docs = WISP_BUF_INIT(0);
-        size_t *at = xmalloc(b->nrecs * sizeof *at);
-        for (size_t i = 0; i < b->nrecs; i++) {
-            at[i] = docs.len;
-            wisp__invrec_json(&b->recs[i], &docs);
-            wisp_buf_add(&docs, "", 1);
-        }
-        wisp_inv_row_t *rows = xmalloc(b->nrecs * sizeof *rows);
-        for (size_t i = 0; i < b->nrecs; i++)
-            rows[i] = (wisp_inv_row_t){b->recs[i].id, b->recs[i].function, b->recs[i].start_ms,
-                                       docs.data + at[i]};
-        if (wisp_store_invocation_put_rows(store, rows, b->nrecs, &err) < 0)
-            wisp_error("logs", "storing %zu invocation records: %s", b->nrecs, err.msg);
-        free(rows);
-        free(at);
-        wisp_buf_free(&docs);
-    }
+    if (b->nrecs > 0 && wisp__invrecs_store(store, b->recs, b->nrecs, &err) < 0)
+        wisp_error("logs", "storing %zu invocation records: %s", b->nrecs, err.msg);
     /* Invocation records are kept for RECORD_RETENTION_MS; pruned hourly. */
     int64_t now = wisp_now_ms();
     if (now - *last_prune_ms > PRUNE_EVERY_MS) {
