@@ -107,7 +107,12 @@ struct wisp_invoker {
     char *region;
     char *account_id;
     wisp_env_system_t envsys;
-    struct fnstate *table[256];
+    /* Function state by name: a chained hash table that doubles when it holds
+     * as many functions as buckets, so a lookup stays short however many
+     * functions have been invoked. */
+    struct fnstate **table;
+    size_t table_size; /* a power of two */
+    size_t nfns;
     struct fnstate *waiting; /* functions with queued work blocked by global limits */
     unsigned live;           /* envs alive, all functions */
     unsigned mem_used_mb;    /* sum of memory_mb of live envs */

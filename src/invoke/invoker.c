@@ -36,20 +36,52 @@ static void dispatch_waiting(wisp_invoker_t *inv);
 
 /* ---- function state ---- */
 
+#define FN_TABLE_MIN 64 /* buckets to start with */
+
 static unsigned hash_name(const char *s)
 {
-    unsigned h = 5381;
+    unsigned h = 2166136261u; /* FNV-1a */
     while (*s)
-        h = h * 33 + (unsigned char)*s++;
-    return h & 255;
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h;
+}
+
+static struct fnstate **fs_bucket(wisp_invoker_t *inv, const char *name)
+{
+    return &inv->table[hash_name(name) & (inv->table_size - 1)];
 }
 
 static struct fnstate *fs_find(wisp_invoker_t *inv, const char *name)
 {
-    for (struct fnstate *fs = inv->table[hash_name(name)]; fs; fs = fs->next_hash)
+    for (struct fnstate *fs = *fs_bucket(inv, name); fs; fs = fs->next_hash)
         if (strcmp(fs->name, name) == 0)
             return fs;
     return NULL;
+}
+
+/* Add fs to the table, doubling it (and rehashing) when full. */
+static void fs_insert(wisp_invoker_t *inv, struct fnstate *fs)
+{
+    if (inv->nfns + 1 > inv->table_size) {
+        size_t old_size = inv->table_size;
+        struct fnstate **old = inv->table;
+        inv->table_size = old_size * 2;
+        inv->table = xcalloc(inv->table_size, sizeof *inv->table);
+        for (size_t b = 0; b < old_size; b++) {
+            while (old[b]) {
+                struct fnstate *o = old[b];
+                old[b] = o->next_hash;
+                struct fnstate **slot = fs_bucket(inv, o->name);
+                o->next_hash = *slot;
+                *slot = o;
+            }
+        }
+        free(old);
+    }
+    struct fnstate **slot = fs_bucket(inv, fs->name);
+    fs->next_hash = *slot;
+    *slot = fs;
+    inv->nfns++;
 }
 
 static void qtimer_cb(uv_timer_t *t);
@@ -70,9 +102,7 @@ static struct fnstate *fs_get(wisp_invoker_t *inv, const char *name, bool load)
     fs->qtimer = xcalloc(1, sizeof *fs->qtimer);
     uv_timer_init(inv->loop, fs->qtimer);
     fs->qtimer->data = fs;
-    unsigned h = hash_name(name);
-    fs->next_hash = inv->table[h];
-    inv->table[h] = fs;
+    fs_insert(inv, fs);
     return fs;
 }
 
@@ -98,10 +128,11 @@ static void fs_release_if_unused(wisp_invoker_t *inv, struct fnstate *fs)
 {
     if (fs->fn != NULL || fs->live > 0 || fs->envs != NULL || fs->q_head != NULL || fs->waiting)
         return;
-    struct fnstate **pp = &inv->table[hash_name(fs->name)];
+    struct fnstate **pp = fs_bucket(inv, fs->name);
     while (*pp != fs)
         pp = &(*pp)->next_hash;
     *pp = fs->next_hash;
+    inv->nfns--;
     fs_free(fs);
 }
 
@@ -540,19 +571,18 @@ static void deliver(wisp_invoker_t *inv, wisp_env_t *env, struct invocation *in)
     wisp_env_deliver(env, &in->ev);
 }
 
-/* Evict one idle env of another function to make room under the global limits. */
+/* Evict one idle env of another function to make room under the global
+ * limits: the one idle the longest. The walk is over the live envs (at most
+ * max_envs), not over every function ever invoked. */
 static bool evict_idle_elsewhere(wisp_invoker_t *inv, struct fnstate *except)
 {
     wisp_env_t *victim = NULL;
-    for (unsigned b = 0; b < WISP_ARRAY_LEN(inv->table); b++) {
-        for (struct fnstate *fs = inv->table[b]; fs; fs = fs->next_hash) {
-            if (fs == except || fs->qlen > 0)
-                continue;
-            for (wisp_env_t *e = fs->envs; e; e = e->next)
-                if (e->state == WISP_ENV_IDLE &&
-                    (victim == NULL || e->idle_since_ns < victim->idle_since_ns))
-                    victim = e;
-        }
+    for (wisp_env_t *e = inv->envsys.by_id; e; e = e->next_all) {
+        const struct fnstate *fs = e->owner;
+        if (e->state != WISP_ENV_IDLE || fs == except || fs->qlen > 0)
+            continue;
+        if (victim == NULL || e->idle_since_ns < victim->idle_since_ns)
+            victim = e;
     }
     if (victim == NULL)
         return false;
@@ -961,14 +991,10 @@ static void envs_gauge(wisp_buf_t *out, const char *name, void *data)
                       counts[s]);
 }
 
-static void states_gauge(wisp_buf_t *out, const char *name, void *data)
+static void functions_gauge(wisp_buf_t *out, const char *name, void *data)
 {
-    wisp_invoker_t *inv = data;
-    unsigned n = 0;
-    for (unsigned b = 0; b < WISP_ARRAY_LEN(inv->table); b++)
-        for (struct fnstate *fs = inv->table[b]; fs; fs = fs->next_hash)
-            n++;
-    wisp_buf_addf(out, "%s %u\n", name, n);
+    const wisp_invoker_t *inv = data;
+    wisp_buf_addf(out, "%s %zu\n", name, inv->nfns);
 }
 
 wisp_invoker_t *wisp_invoker_new(uv_loop_t *loop, wisp_registry_t *reg, wisp_store_t *store,
@@ -984,6 +1010,8 @@ wisp_invoker_t *wisp_invoker_new(uv_loop_t *loop, wisp_registry_t *reg, wisp_sto
         inv->cfg = *cfg;
     if (inv->cfg.max_envs == 0)
         inv->cfg.max_envs = 256;
+    inv->table_size = FN_TABLE_MIN;
+    inv->table = xcalloc(inv->table_size, sizeof *inv->table);
     if (inv->cfg.memory_budget_mb == 0) {
         struct sysinfo si;
         sysinfo(&si);
@@ -1022,7 +1050,7 @@ wisp_invoker_t *wisp_invoker_new(uv_loop_t *loop, wisp_registry_t *reg, wisp_sto
     wisp_metrics_gauge_fn("wisp_invoker_functions",
                           "Functions the invoker holds state for (invoked or provisioned; a "
                           "deleted one until its last env is gone).",
-                          states_gauge, inv);
+                          functions_gauge, inv);
     wisp_registry_on_change(reg, fn_changed, inv);
     /* Provisioned concurrency: start min_warm envs of every function now. */
     wisp_fn_t **list = NULL;
@@ -1136,7 +1164,7 @@ void wisp_invoke(wisp_invoker_t *inv, const wisp_invoke_req_t *req, wisp_invoke_
 void wisp_invoker_shutdown(wisp_invoker_t *inv, void (*done)(void *data), void *data)
 {
     inv->shutting_down = true;
-    for (unsigned b = 0; b < WISP_ARRAY_LEN(inv->table); b++) {
+    for (size_t b = 0; b < inv->table_size; b++) {
         for (struct fnstate *fs = inv->table[b]; fs; fs = fs->next_hash) {
             while (fs->q_head)
                 refuse(inv, dequeue(fs), WISP_EUNAVAILABLE, NULL, "the platform is shutting down");
@@ -1165,13 +1193,14 @@ void wisp_invoker_free(wisp_invoker_t *inv)
         return;
     if (inv->flush_timer)
         wisp__logs_close(inv);
-    for (unsigned b = 0; b < WISP_ARRAY_LEN(inv->table); b++) {
+    for (size_t b = 0; b < inv->table_size; b++) {
         while (inv->table[b]) {
             struct fnstate *fs = inv->table[b];
             inv->table[b] = fs->next_hash;
             fs_free(fs);
         }
     }
+    free(inv->table);
     wisp_env_system_close(&inv->envsys);
     free(inv->runtimes_dir);
     free(inv->region);

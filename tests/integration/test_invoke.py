@@ -132,8 +132,31 @@ def follow_checks(t, d):
         time.sleep(0.1)
     t.eq("and its state in the invoker once its env is gone", states()[1], before - 1)
 
+    # The invoker's function table starts at 64 buckets and doubles as it fills:
+    # 70 more functions make it grow (with each one rehashed); every one must
+    # still be found under its own name, and removing them must leave the
+    # rest of the table as it was.
+    _, base = states()
+    names = [f"many{i}" for i in range(70)]
+    for n in names:
+        d.deploy(n, {"app.py": "def handler(e, c):\n    return c.function_name\n"},
+                 runtime="python3", handler="app.handler", idle_timeout_s=0)
+    answers = [d.invoke(n) for n in names] + [d.invoke(n) for n in names]
+    wrong = [(n, a[0], a[2]) for n, a in zip(names + names, answers)
+             if a[0] != 200 or json.loads(a[2]) != n]
+    t.eq("a grown function table finds each of 70 more functions, twice", (wrong, states()[1]),
+         ([], base + 70))
+    for n in names:
+        d.request("DELETE", f"/v1/functions/{n}")
+    deadline = time.time() + 10
+    while states()[1] != base and time.time() < deadline:
+        time.sleep(0.1)
+    st, _, body = d.invoke("py", {"name": "after"})
+    t.eq("and forgets them when they are deleted, the others still found",
+         (states()[1], st, json.loads(body).get("hello") if st == 200 else body), (base, 200, "after"))
 
-t = Tap(39)
+
+t = Tap(41)
 with Daemon() as d:
     # python3
     d.deploy("py", {"app.py": PY_APP}, runtime="python3", handler="app.handler",

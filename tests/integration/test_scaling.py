@@ -72,7 +72,7 @@ def max_overlap(results):
     return best, len(spans)
 
 
-t = Tap(19)
+t = Tap(20)
 with Daemon("--queue-wait-ms", "20000") as d:
     d.deploy("lim", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler", concurrency=2,
              timeout_s=10)
@@ -159,6 +159,26 @@ with Daemon("--queue-wait-ms", "300") as d:
     res = parallel(d, "one", [{"sleep": 1.5}] * 3)
     codes = sorted(s for s, _, _ in res)
     t.eq("over the limit: one runs, the others get 429 after the queue wait", codes, [200, 429, 429])
+
+# at the global limit, an idle env of another function makes room: the one idle longest
+ENV_ID = '''
+import time, uuid
+ENV = str(uuid.uuid4())
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"env": ENV}
+'''
+with Daemon("--max-envs", "3") as d:
+    for name in ("a", "b"):
+        d.deploy(name, {"app.py": ENV_ID}, runtime="python3", handler="app.handler",
+                 idle_timeout_s=600)
+    res = parallel(d, "a", [{"sleep": 0.2}, {"sleep": 0.6}, {"sleep": 1.0}])
+    ids = [json.loads(b)["env"] if st == 200 else st for st, _, b in res]
+    st, _, b = d.invoke("b", {})
+    later = parallel(d, "a", [{"sleep": 0.3}, {"sleep": 0.3}])
+    kept = sorted(json.loads(b2)["env"] if s2 == 200 else s2 for s2, _, b2 in later)
+    t.eq("at the limit a new function's env evicts the env idle longest of another one",
+         (len(set(ids)), st, kept, envs(d, "idle")), (3, 200, sorted(ids[1:]), 3))
 
 # restarts: envs of the old process are gone, none leak
 marker = "/var/task/app.py"
