@@ -345,6 +345,7 @@ struct wisp__child {
     const struct wisp__sb_spec *spec;
     cap_t empty_caps;      /* an empty capability set, for cap_set_proc */
     cap_value_t last_cap;  /* highest capability the kernel knows */
+    bool bounding_empty;   /* the bounding set came empty from the spawner (or zygote) */
     const cpu_set_t *cpus; /* the CPUs the sandbox may use (it starts pinned) */
     uid_t uid;
     gid_t gid;
@@ -370,6 +371,9 @@ int wisp__child_main(void *arg);
 int wisp__child_setup(struct wisp__child *c);
 /* Mount the sandbox root and pivot into it (called by the child). */
 int wisp__rootfs_enter(struct wisp__child *c);
+/* Whether the calling process's capability bounding set is empty (every
+ * capability up to last_cap dropped). */
+bool wisp__bounding_empty(cap_value_t last_cap);
 /* Record a failure in c (printf-style) and return -1. */
 int wisp__child_fail(struct wisp__child *c, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

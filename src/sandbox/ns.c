@@ -40,6 +40,14 @@
 
 #include "sandbox/internal.h"
 
+bool wisp__bounding_empty(cap_value_t last_cap)
+{
+    for (cap_value_t cap = 0; cap <= last_cap; cap++)
+        if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 0)
+            return false;
+    return true;
+}
+
 int wisp__child_fail(struct wisp__child *c, int errnum, const char *fmt, ...)
 {
     va_list ap;
@@ -108,9 +116,12 @@ static int drop_privileges(struct wisp__child *c, cap_t empty)
                     SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
     if (cap_set_secbits(bits) < 0)
         return wisp__child_fail(c, errno, "set secure bits");
-    for (cap_value_t cap = 0; cap <= c->last_cap; cap++)
-        if (cap_drop_bound(cap) < 0)
-            return wisp__child_fail(c, errno, "drop capability %d from the bounding set", cap);
+    /* Inherited empty, normally (the spawner's setup): one system call per
+     * capability otherwise, 0.1 ms on the virtual machines measured. */
+    if (!c->bounding_empty)
+        for (cap_value_t cap = 0; cap <= c->last_cap; cap++)
+            if (cap_drop_bound(cap) < 0)
+                return wisp__child_fail(c, errno, "drop capability %d from the bounding set", cap);
     /* One call (libcap's cap_reset_ambient probes every capability first). */
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
         return wisp__child_fail(c, errno, "clear ambient capabilities");

@@ -206,6 +206,7 @@ struct spawner {
     struct wisp__rootfs fs;
     cap_t empty_caps;
     cap_value_t last_cap;                    /* highest capability number the kernel knows */
+    bool bounding_empty;                     /* this process's bounding set (empty_bounding_set) */
     char *stack;                             /* CHILD_STACK_SIZE bytes, reused by every clone */
     cpu_set_t cpus;                          /* the CPUs the spawner and the sandboxes may use */
     struct sbx *list;                        /* live sandboxes */
@@ -293,6 +294,37 @@ static int setup_signals(wisp_err_t *err)
     return 0;
 }
 
+/* Every process the spawner makes runs with an empty capability bounding
+ * set. Emptying the spawner's own once, here, saves each new sandbox one
+ * system call per capability (41 on the kernels measured: 0.1 ms of the
+ * spawner's blocked time per build on the virtual machines measured). The
+ * spawner keeps its capabilities (the bounding set limits only what an exec
+ * may grant), and so do its forked helpers; the one program it execs as root,
+ * the python3 zygote, keeps them through a full inheritable set: a root exec
+ * gets the inheritable set whatever the bounding set (capabilities(7)).
+ * Sandboxes clear their inheritable set with the rest (ns.c). On any failure
+ * the sandboxes drop the bounding set themselves, as before. */
+static void empty_bounding_set(struct spawner *s)
+{
+    cap_t caps = cap_get_proc();
+    bool ok = caps != NULL;
+    for (cap_value_t cap = 0; ok && cap <= s->last_cap; cap++) {
+        cap_flag_value_t v;
+        if (cap_get_flag(caps, cap, CAP_PERMITTED, &v) == 0 && v == CAP_SET)
+            ok = cap_set_flag(caps, CAP_INHERITABLE, 1, &cap, CAP_SET) == 0;
+    }
+    ok = ok && cap_set_proc(caps) == 0;
+    cap_free(caps);
+    for (cap_value_t cap = 0; ok && cap <= s->last_cap; cap++)
+        ok = cap_drop_bound(cap) == 0;
+    s->bounding_empty = ok && wisp__bounding_empty(s->last_cap);
+    if (!s->bounding_empty)
+        wisp_warn("sandbox",
+                  "the spawner's capability bounding set could not be emptied (%s); "
+                  "each sandbox empties its own",
+                  strerror(errno));
+}
+
 static int setup(struct spawner *s, wisp_err_t *err)
 {
     if (setup_signals(err) < 0)
@@ -334,6 +366,7 @@ static int setup(struct spawner *s, wisp_err_t *err)
     s->empty_caps = cap_init();
     if (s->empty_caps == NULL)
         return wisp_err_sys(err, errno, "cap_init");
+    empty_bounding_set(s);
     s->stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
     if (s->stack == MAP_FAILED)
@@ -943,6 +976,7 @@ static int create(struct spawner *s, const struct wisp__sb_spec *spec, const voi
         .spec = spec,
         .empty_caps = s->empty_caps,
         .last_cap = s->last_cap,
+        .bounding_empty = s->bounding_empty,
         .uid = s->cfg->uid,
         .gid = s->cfg->gid,
         .netns_fd = ns_fd,

@@ -41,6 +41,7 @@ static struct {
     struct wisp__rootfs fs;
     cap_t empty_caps;
     cap_value_t last_cap;
+    bool bounding_empty; /* inherited from the spawner (checked once) */
     uid_t uid;
     gid_t gid;
     /* The interpreter's fork hooks (as os.fork calls them), found at init. */
@@ -134,6 +135,7 @@ int wisp_zygote_init(const char *tmpl_dir, unsigned uid, unsigned gid, char *err
     Z.last_cap = 0;
     while (prctl(PR_CAPBSET_READ, Z.last_cap + 1, 0, 0, 0) >= 0)
         Z.last_cap++;
+    Z.bounding_empty = wisp__bounding_empty(Z.last_cap);
     Z.empty_caps = cap_init();
     if (Z.empty_caps == NULL) {
         snprintf(errbuf, errlen, "cap_init: %s", strerror(errno));
@@ -201,6 +203,7 @@ int wisp_zygote_enter(const void *msg, size_t len, const int *fds, int nfds)
         .spec = &Z.spec,
         .empty_caps = Z.empty_caps,
         .last_cap = Z.last_cap,
+        .bounding_empty = Z.bounding_empty,
         .uid = Z.uid,
         .gid = Z.gid,
         .netns_fd = fds[1],

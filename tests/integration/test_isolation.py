@@ -52,7 +52,7 @@ def handler(event, context):
     if p == "identity":
         st = status()
         return {"uid": os.getuid(), "gid": os.getgid(), "capeff": st.get("CapEff"),
-                "capbnd": st.get("CapBnd"), "nnp": st.get("NoNewPrivs"), "seccomp": st.get("Seccomp"),
+                "capbnd": st.get("CapBnd"), "capinh": st.get("CapInh"), "capprm": st.get("CapPrm"), "nnp": st.get("NoNewPrivs"), "seccomp": st.get("Seccomp"),
                 "pid": os.getpid(), "pids": sorted(int(x) for x in os.listdir("/proc") if x.isdigit()),
                 "hostname": socket.gethostname(), "env": sorted(os.environ),
                 "core": resource.getrlimit(resource.RLIMIT_CORE),
@@ -325,9 +325,11 @@ def zygote_checks(t, d, probe):
     t.ok(born, "python3 envs are forked from the zygote once it is up", r)
     st, h, r = probe({"probe": "identity"}, "zprobe")
     t.ok(r.get("uid") not in (None, 0) and r.get("gid") not in (None, 0)
-         and (r.get("capeff"), r.get("capbnd"), r.get("nnp"), r.get("seccomp"))
-         == ("0000000000000000", "0000000000000000", "1", "2"),
-         "zygote env: unprivileged, no capabilities, no_new_privs, seccomp", r)
+         and (r.get("capeff"), r.get("capbnd"), r.get("capinh"), r.get("capprm"), r.get("nnp"),
+              r.get("seccomp"))
+         == ("0000000000000000", "0000000000000000", "0000000000000000", "0000000000000000", "1",
+             "2"),
+         "zygote env: unprivileged, no capabilities (any set), no_new_privs, seccomp", r)
     t.ok(r.get("pid") == 1 and len(r.get("pids", [])) < 10 and r.get("hostname") == "wisp",
          "zygote env: own pid and uts namespaces", r)
     env = r.get("env", [])
@@ -379,8 +381,9 @@ with Daemon("--max-envs", "64") as d:
 
     st, h, r = probe({"probe": "identity"})
     t.ok(r.get("uid") not in (None, 0) and r.get("gid") not in (None, 0), "runs as an unprivileged uid/gid", r)
-    t.eq("no capabilities (effective and bounding)", (r.get("capeff"), r.get("capbnd")),
-         ("0000000000000000", "0000000000000000"))
+    t.eq("no capabilities (effective, bounding, inheritable, permitted)",
+         (r.get("capeff"), r.get("capbnd"), r.get("capinh"), r.get("capprm")),
+         ("0000000000000000",) * 4)
     t.eq("no_new_privs and seccomp filter on", (r.get("nnp"), r.get("seccomp")), ("1", "2"))
     t.ok(r.get("pid", 99999) < 100 and len(r.get("pids", [])) < 10, "own pid namespace", r.get("pids"))
     t.ok(r.get("hostname") not in (None, socket.gethostname()), "own uts namespace (hostname)", r.get("hostname"))

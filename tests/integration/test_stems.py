@@ -27,7 +27,7 @@ exports.handler = async (ev) => {
   switch (ev.probe) {
   case 'who':
     return { stem, uid: process.getuid(), gid: process.getgid(), pid: process.pid, hostname: os.hostname(),
-             capeff: status('CapEff'), capbnd: status('CapBnd'), nnp: status('NoNewPrivs'),
+             capeff: status('CapEff'), capbnd: status('CapBnd'), capinh: status('CapInh'), nnp: status('NoNewPrivs'),
              seccomp: status('Seccomp'), env: process.env, cwd: process.cwd(),
              tzoff: new Date(Date.UTC(2026, 10, 26)).getTimezoneOffset(),
              task: fs.readdirSync('/var/task').sort(), ifaces: fs.readFileSync('/proc/net/dev', 'utf8').split('\n').slice(2)
@@ -162,8 +162,8 @@ def main():
             time.sleep(0.1)
         t.ok(r.get("stem") is True, "nodejs envs are bound from stems once they are ready", r)
         t.ok(r.get("uid") not in (None, 0) and r.get("gid") not in (None, 0)
-             and (r.get("capeff"), r.get("capbnd"), r.get("nnp"), r.get("seccomp"))
-             == ("0000000000000000", "0000000000000000", "1", "2"),
+             and (r.get("capeff"), r.get("capbnd"), r.get("capinh"), r.get("nnp"), r.get("seccomp"))
+             == ("0000000000000000", "0000000000000000", "0000000000000000", "1", "2"),
              "stem env: unprivileged, no capabilities, no_new_privs, seccomp", r)
         t.ok(r.get("pid") == 1 and r.get("hostname") == "wisp" and r.get("ifaces") == ["lo"],
              "stem env: own pid, uts and network namespaces (loopback only)", r)
