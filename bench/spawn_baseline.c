@@ -25,8 +25,11 @@
  * program is killed. That is a cold start of the same bootstrap with no
  * platform and no isolation at all: the floor of wisp's cold start.
  *
- *   spawn_baseline [-n runs] [-w warmup] [-m spawn|fork] [-P | -a] [-i] [-e NAME=VALUE]...
- *                  [-v] [-o latencies.txt] [-j] -- program [args...]
+ * -p USEC pauses that long before each run (not with -P): what the cold-start
+ * benchmark leaves between invocations, so the floor meets the same idle CPU.
+ *
+ *   spawn_baseline [-n runs] [-w warmup] [-m spawn|fork] [-P | -a] [-p usec] [-i]
+ *                  [-e NAME=VALUE]... [-v] [-o latencies.txt] [-j] -- program [args...]
  *
  * Exit status 1 if any run of the program failed (non-zero exit or a signal;
  * with -a: no answer over the Runtime API within 10 s).
@@ -76,8 +79,9 @@ static size_t rank(size_t n, double q)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: spawn_baseline [-n runs] [-w warmup] [-m spawn|fork] [-P | -a] [-i] "
-                    "[-e NAME=VALUE]... [-v] [-o FILE] [-j] -- program [args...]\n");
+    fprintf(stderr,
+            "usage: spawn_baseline [-n runs] [-w warmup] [-m spawn|fork] [-P | -a] [-p usec] "
+            "[-i] [-e NAME=VALUE]... [-v] [-o FILE] [-j] -- program [args...]\n");
     exit(2);
 }
 
@@ -262,14 +266,14 @@ static int api_listener(char *env, size_t cap)
 
 int main(int argc, char **argv)
 {
-    long runs = 100, warmup = 3;
+    long runs = 100, warmup = 3, pause_us = 0;
     bool use_fork = false, inherit = false, verbose = false, json = false, burst = false;
     bool api = false;
     const char *raw_out = NULL;
     char *env[MAX_ENV + 1];
     int nenv = 0;
     int ch;
-    while ((ch = getopt(argc, argv, "+n:w:m:Paie:vo:j")) != -1) {
+    while ((ch = getopt(argc, argv, "+n:w:m:Pap:ie:vo:j")) != -1) {
         switch (ch) {
         case 'n': runs = atol(optarg); break;
         case 'w': warmup = atol(optarg); break;
@@ -281,6 +285,11 @@ int main(int argc, char **argv)
             break;
         case 'P': burst = true; break;
         case 'a': api = true; break;
+        case 'p':
+            pause_us = atol(optarg);
+            if (pause_us < 0 || pause_us > 10000000)
+                usage();
+            break;
         case 'i': inherit = true; break;
         case 'e':
             if (nenv == MAX_ENV)
@@ -293,7 +302,8 @@ int main(int argc, char **argv)
         default: usage();
         }
     }
-    if (optind >= argc || runs < 1 || warmup < 0 || argc - optind > MAX_ARGS || (api && burst))
+    if (optind >= argc || runs < 1 || warmup < 0 || argc - optind > MAX_ARGS || (api && burst) ||
+        (burst && pause_us > 0))
         usage();
     if (inherit)
         for (char **e = environ; *e != NULL && nenv < MAX_ENV - 1; e++)
@@ -325,6 +335,8 @@ int main(int argc, char **argv)
         args[nargs] = NULL;
         if (api)
             drain_backlog(listener); /* the previous run's process is reaped: none can come */
+        if (pause_us > 0)
+            usleep((useconds_t)pause_us);
         uint64_t t0 = now_ns();
         if (burst && i >= 0 && t_first == 0)
             t_first = t0;
