@@ -33,8 +33,13 @@ struct fnstate {
     char *init_error_type; /* last init error reported by a STARTING env */
     char *init_error_body;
     uint64_t warm_backoff_until_ns; /* min_warm restarts paused after init failures */
-    uint64_t start_avg_ns; /* moving average of an env's start (spawn to first /next); 0: none */
-    uint64_t run_low_ns;   /* lower envelope of an invocation's time in its env; 0: none */
+    uint64_t start_avg_ns;  /* moving average of an env's start (spawn to first /next); 0: none */
+    uint64_t run_low_ns;    /* lower envelope of an invocation's time in its env; 0: none */
+    uint64_t drain_ns;      /* moving average of the interval between two takes from the queue
+                               while work stayed queued; 0: none */
+    uint64_t drain_from_ns; /* the last take that left work queued; 0: none */
+    uint64_t patience_ns;   /* how long the queue's head may wait before scale_out stops
+                               trusting its estimates (0: start_avg_ns) */
 };
 
 /* One invocation in flight. */
@@ -51,6 +56,7 @@ struct invocation {
     wisp_invoke_cb cb;
     void *cb_data;
     uint64_t enqueue_ns;
+    unsigned ahead;    /* invocations queued before it when it was queued */
     uint64_t start_ns; /* handed to an env */
     uint64_t queue_deadline_ns;
     bool cold;
