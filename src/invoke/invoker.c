@@ -672,11 +672,11 @@ static unsigned start_batch(void)
  * finish sooner than a new env could start waits for them: enough envs are
  * started that the queue drains within one start time (qlen x run_low / envs
  * <= start_avg). Before a function has both estimates, and whenever the
- * queue's head has waited longer than they predict (a start, plus four times its
- * wait for the invocations queued before it at the observed drain: the work
- * got slower, or envs are stuck), up to start_batch() of its envs start at
- * once. serving: the envs
- * that will take queued work once free. Capacity limits apply afterwards.
+ * queue's head has waited longer than they predict (a start, plus four times
+ * its wait for the invocations queued before it at the observed drain: the
+ * work got slower, or envs are stuck), up to start_batch() of its envs start
+ * at once. serving: the envs that will take queued work once free. Capacity
+ * limits apply afterwards.
  *
  * The prediction counts the queue: many clients each waiting for their answer
  * before sending again keep it long with nothing wrong, and under such a load
