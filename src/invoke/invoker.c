@@ -28,7 +28,8 @@
 
 #define INIT_TIMEOUT_MIN_S 10 /* a runtime gets at least this long to reach /next */
 /* Envs a function may have starting at once before any has shown how long an
- * invocation takes (scale_out): twice the CPUs, at least 4. */
+ * invocation takes, or until as many serve (scale_out): twice the CPUs, at
+ * least 4. */
 #define START_BATCH_MIN 4
 
 static void dispatch(wisp_invoker_t *inv, struct fnstate *fs);
@@ -675,8 +676,9 @@ static unsigned start_batch(void)
  * queue's head has waited longer than they predict (a start, plus four times
  * its wait for the invocations queued before it at the observed drain: the
  * work got slower, or envs are stuck), up to start_batch() of its envs start
- * at once. serving: the envs that will take queued work once free. Capacity
- * limits apply afterwards.
+ * at once; otherwise no more than the larger of start_batch() and serving.
+ * serving: the envs that will take queued work once free. Capacity limits
+ * apply afterwards.
  *
  * The prediction counts the queue: many clients each waiting for their answer
  * before sending again keep it long with nothing wrong, and under such a load
@@ -702,7 +704,17 @@ static unsigned scale_out(struct fnstate *fs, unsigned need, unsigned starting, 
     }
     uint64_t want = ((uint64_t)fs->qlen * fs->run_low_ns + fs->start_avg_ns - 1) / fs->start_avg_ns;
     uint64_t have = (uint64_t)serving + starting;
-    return want > have ? (unsigned)(want - have < need ? want - have : need) : 0;
+    if (want <= have)
+        return 0;
+    /* Starts in flight stay within the larger of a batch and the envs
+     * serving: a function's envs at most double per start time. The first
+     * invocations judge the queue from few samples (a cold env's first run
+     * can take several times its next ones), and more starts at once than
+     * the CPUs can run only share them. */
+    unsigned cap = serving > start_batch() ? serving : start_batch();
+    unsigned room = starting < cap ? cap - starting : 0;
+    uint64_t n = want - have < need ? want - have : need;
+    return n < room ? (unsigned)n : room;
 }
 
 static void dispatch(wisp_invoker_t *inv, struct fnstate *fs)
