@@ -594,23 +594,27 @@ static void deliver(wisp_invoker_t *inv, wisp_env_t *env, struct invocation *in)
     wisp_env_deliver(env, &in->ev);
 }
 
-/* Evict one idle env of another function to make room under the global
- * limits: the one idle the longest. The walk is over the live envs (at most
- * max_envs), not over every function ever invoked. */
-static bool evict_idle_elsewhere(wisp_invoker_t *inv, struct fnstate *except)
+/* Evict an idle env of another function to make room under the global
+ * limits, the one idle the longest, unless need envs are already on their way
+ * out: a retiring env holds its room until it is gone, and a dispatch that
+ * runs meanwhile (another invocation, an env going idle) must not evict one
+ * more for the same need. The walk is over the live envs (at most max_envs),
+ * not over every function ever invoked. */
+static void evict_idle_elsewhere(wisp_invoker_t *inv, struct fnstate *except, unsigned need)
 {
     wisp_env_t *victim = NULL;
+    unsigned retiring = 0;
     for (wisp_env_t *e = inv->envsys.by_id; e; e = e->next_all) {
         const struct fnstate *fs = e->owner;
+        if (e->state == WISP_ENV_RETIRING)
+            retiring++;
         if (e->state != WISP_ENV_IDLE || fs == except || fs->qlen > 0)
             continue;
         if (victim == NULL || e->idle_since_ns < victim->idle_since_ns)
             victim = e;
     }
-    if (victim == NULL)
-        return false;
-    wisp_env_retire(victim);
-    return true;
+    if (victim != NULL && retiring < need)
+        wisp_env_retire(victim);
 }
 
 static void add_waiting(wisp_invoker_t *inv, struct fnstate *fs)
@@ -758,7 +762,10 @@ static void dispatch(wisp_invoker_t *inv, struct fnstate *fs)
     while (need > 0) {
         enum capacity c = can_start(inv, fs);
         if (c == GLOBAL_LIMIT && !warm) {
-            evict_idle_elsewhere(inv, fs);
+            /* can_start passed the function's own limit: live < concurrency */
+            unsigned room =
+                fs->fn->concurrency >= 0 ? (unsigned)fs->fn->concurrency - fs->live : need;
+            evict_idle_elsewhere(inv, fs, need < room ? need : room);
             add_waiting(inv, fs);
         }
         if (c != CAN_START)

@@ -111,7 +111,7 @@ def max_overlap(results):
     return best, len(spans)
 
 
-t = Tap(21)
+t = Tap(22)
 with Daemon("--queue-wait-ms", "20000") as d:
     d.deploy("lim", {"app.py": SLEEPER % 1}, runtime="python3", handler="app.handler", concurrency=2,
              timeout_s=10)
@@ -222,6 +222,22 @@ with Daemon("--max-envs", "3") as d:
     kept = sorted(json.loads(b2)["env"] if s2 == 200 else s2 for s2, _, b2 in later)
     t.eq("at the limit a new function's env evicts the env idle longest of another one",
          (len(set(ids)), st, kept, envs(d, "idle")), (3, 200, sorted(ids[1:]), 3))
+
+# room is made once: while the evicted env retires, more invocations of the waiting function
+# (its reserved concurrency 1) evict nothing more (each evicted another env before)
+with Daemon("--max-envs", "3") as d:
+    d.deploy("a", {"app.py": ENV_ID}, runtime="python3", handler="app.handler", idle_timeout_s=600)
+    d.deploy("b", {"app.py": ENV_ID}, runtime="python3", handler="app.handler", idle_timeout_s=600,
+             concurrency=1)
+    res = parallel(d, "a", [{"sleep": 1.0}] * 3)
+    ids = {json.loads(b)["env"] if st == 200 else st for st, _, b in res}
+    res = burst(d, "b", 4)
+    time.sleep(0.3)
+    later = parallel(d, "a", [{"sleep": 1.0}] * 2)
+    t.eq("at the limit, 4 invocations of a function limited to one env evict one env, not 4",
+         (len(ids), [s for s, _ in res], sorted(h.get("x-wisp-cold-start") for _, h in res),
+          sorted(h.get("x-wisp-cold-start") for _, h, _ in later)),
+         (3, [200] * 4, ["0", "0", "0", "1"], ["0", "0"]))
 
 # a closed loop of many clients on a fast function: one warm env answers them sooner than new
 # ones could start; a long queue of clients each waiting for their answer is not a reason to
