@@ -68,6 +68,12 @@ build_tool "$TOOLS/store_batch" "$ROOT/bench/store_batch.c" "${WISP_OBJS[@]}" --
     $(pkg-config --cflags "${WISP_PKGS[@]}") $(pkg-config --libs "${WISP_PKGS[@]}") \
     -lhttp_parser -lm -pthread "${SAN[@]}"
 
+# The isolation alone (bench/sandbox_rate.c): the daemon's sandbox module, no daemon.
+# shellcheck disable=SC2046 # pkg-config prints separate flags
+build_tool "$TOOLS/sandbox_rate" "$ROOT/bench/sandbox_rate.c" "${WISP_OBJS[@]}" -- -I"$ROOT/src" \
+    $(pkg-config --cflags "${WISP_PKGS[@]}") $(pkg-config --libs "${WISP_PKGS[@]}") \
+    -lhttp_parser -lm -pthread "${SAN[@]}"
+
 # The npm peers (full runs only). A failure only means those peers are not measured.
 if [ ${#QUICK[@]} -eq 0 ] && [ -x /usr/bin/npm ]; then
     lock="$ROOT/bench/package-lock.json" stamp="$ROOT/bench/node_modules/.installed"

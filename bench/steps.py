@@ -94,6 +94,21 @@ def main():
     for a_, b_ in zip(PATH_STEPS, PATH_STEPS[1:]):
         print(f"{a_:>14} → {b_:<14} {pct([f[b_] - f[a_] for f, _ in rows])}")
     print(f"{'daemon total':>31} {pct([f['answered'] for f, _ in rows])}")
+    # How each env came: bound in the daemon from a ready exec stem (no "sp-request" before
+    # "spawned"), or through the spawner (bound there to a stem that was being built when
+    # the request came, or built for the request).
+    def how(seq):
+        for _, name in seq:
+            if name == "spawned":
+                return "ready stem"
+            if name == "sp-request":
+                return "spawner"
+        return "spawner"
+    for kind in ("ready stem", "spawner"):
+        sel = [f for f, seq in rows if how(seq) == kind]
+        if sel:
+            print(f"{'total, ' + kind + f' ({len(sel)})':>31} "
+                  f"{pct([f['answered'] for f in sel])}")
     lat = res["lat_us"]
     print(f"{'client (loadgen)':>31} {lat['p50']:7.0f} {lat['p90']:7.0f} {lat['p99']:7.0f}")
     print(f"\n# the {args.slowest} slowest, every step until the next invocation (µs from "
