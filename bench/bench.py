@@ -1066,25 +1066,15 @@ http {{
                          f"{w['cold']} of {w['requests']}"))
         total = max(conns * 10, int(max(r[1].n for r in rows)))
         per = max(10, total // conns)
-        procs = []
-        b0 = machine_busy_s()
-        t0 = time.monotonic()
-        for i in range(conns):
-            raw = self.raw_path("rate")
-            cmd = [self.spawn, "-j", "-o", raw, "-n", str(per), "-w", "0", "-e",
-                   "WISP_BENCH_EXIT=1", "--", self.bootstrap]
-            procs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
-                                           env={"PATH": CLEAN_PATH}), raw))
-        base_vals = []
-        for p, raw in procs:
-            p.communicate(timeout=600)
-            base_vals += read_raw(raw)
-            os.unlink(raw)
-        base = Dist(base_vals, time.monotonic() - t0)
-        time.sleep(SETTLE_S)
-        base_cpu = (machine_busy_s() - b0) / len(base_vals) * 1e6 if base_vals else float("nan")
+        base, base_cpu = self.spawn_loops(conns, per, ["-e", "WISP_BENCH_EXIT=1"])
+        base_vals = base.values
         rows.append((f"baseline: {conns} × spawn+exec+wait", base,
                      fmt_rate(base.rate, " starts/s"), fmt_us(base_cpu), ""))
+        # The same loops with one invocation each (spawn_baseline -a serves the one-shot
+        # bootstrap's GET and POST itself): the invocation's own work without isolation.
+        base1, base1_cpu = self.spawn_loops(conns, per, ["-a", "-e", "WISP_BENCH_ONESHOT=1"])
+        rows.append((f"baseline + one invocation: {conns} × spawn_baseline -a", base1,
+                     fmt_rate(base1.rate, " starts/s"), fmt_us(base1_cpu), ""))
         # The isolation alone: the same binary, exiting at once, in sandboxes made by wisp's
         # spawner (bench/sandbox_rate: the daemon's sandbox module, no daemon, no HTTP); then
         # the same with the one-shot bootstrap answering one event from the tool's minimal
@@ -1131,14 +1121,42 @@ http {{
                 f"isolation adds {fmt_us(iso_cpu - base_cpu)}; with one invocation (the one-shot "
                 f"bootstrap answering the event {{}} from the tool's minimal Runtime API) "
                 f"{fmt_us(one_cpu)}, so the invocation's own work in an env adds "
-                f"{fmt_us(one_cpu - iso_cpu)}; wisp's one-shot variant {fmt_us(wisp1)}, so the "
-                f"platform (the client's request and answer, the daemon, its Runtime API "
-                f"server) adds {fmt_us(wisp1 - one_cpu)}. Each row is its own run of the "
-                f"machine's state: differences under about 0.5 ms are within its noise.")
+                f"{fmt_us(one_cpu - iso_cpu)} (without isolation: {fmt_us(base1_cpu - base_cpu)}, "
+                f"and an isolated env with its invocation costs "
+                f"{fmt_ratio(ratio(one_cpu, base1_cpu))} the bare start with its invocation); "
+                f"wisp's one-shot variant {fmt_us(wisp1)}, so the platform (the client's "
+                f"request and answer, the daemon, its Runtime API server) adds "
+                f"{fmt_us(wisp1 - one_cpu)}. Each row is its own run of the machine's state: "
+                f"differences under about 0.5 ms are within its noise.")
             self.rep.add()
         self.rep.target("3 env rate", "≥ 500 envs/s created (best variant)",
                         fmt_rate(best, " envs/s"), best >= 500)
         self.rep.add()
+
+    def spawn_loops(self, conns, per, mode):
+        """conns parallel bench/spawn_baseline loops of per starts of the no-op bootstrap
+        (mode: its extra options): (Dist, machine CPU µs per start)."""
+        procs = []
+        time.sleep(0.5)
+        b0 = machine_busy_s()
+        t0 = time.monotonic()
+        for i in range(conns):
+            raw = self.raw_path("rate")
+            cmd = [self.spawn, "-j", "-o", raw, "-n", str(per), "-w", "0"] + mode + \
+                ["--", self.bootstrap]
+            procs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
+                                           env={"PATH": CLEAN_PATH}), raw))
+        vals = []
+        for p, raw in procs:
+            p.communicate(timeout=600)
+            if p.returncode != 0:
+                raise RuntimeError(f"spawn_baseline {' '.join(mode)} failed ({p.returncode})")
+            vals += read_raw(raw)
+            os.unlink(raw)
+        d = Dist(vals, time.monotonic() - t0)
+        time.sleep(SETTLE_S)
+        cpu = (machine_busy_s() - b0) / len(vals) * 1e6 if vals else float("nan")
+        return d, cpu
 
     def sandbox_rate(self, conns, total, serve):
         """(Dist, machine CPU µs per sandbox) of bench/sandbox_rate, or (None, nan). serve:

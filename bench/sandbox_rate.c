@@ -58,6 +58,7 @@ struct run {
     int conns, total;
     bool serve; /* -a */
     int started, ended, failed;
+    int stems; /* sandboxes that were exec stems, bound (the rest were built per request) */
     uint64_t t0_ns;
     uint64_t *start_ns; /* by sandbox number */
     double *lat_us;     /* by order of ending */
@@ -212,6 +213,8 @@ static void on_spawned(void *data, const wisp_sandbox_started_t *st, const wisp_
             uv_stop(r->loop);
         return;
     }
+    if (st->how == WISP_SANDBOX_EXEC_STEM)
+        r->stems++;
     close(st->out_fd);
     close(st->err_fd);
     if (st->peak_fd >= 0)
@@ -385,12 +388,12 @@ int main(int argc, char **argv)
     }
     double rate = elapsed > 0 ? r.ended / elapsed : 0;
     if (json)
-        printf("{\"sandboxes\":%d,\"failed\":%d,\"conns\":%d,\"served\":%s,\"elapsed_s\":%.6f,"
-               "\"rate\":%.1f}\n",
-               r.ended, r.failed, r.conns, r.serve ? "true" : "false", elapsed, rate);
+        printf("{\"sandboxes\":%d,\"failed\":%d,\"conns\":%d,\"served\":%s,\"exec_stems\":%d,"
+               "\"elapsed_s\":%.6f,\"rate\":%.1f}\n",
+               r.ended, r.failed, r.conns, r.serve ? "true" : "false", r.stems, elapsed, rate);
     else
-        printf("%d sandboxes (%d failed), %d in flight, %.3f s: %.1f/s\n", r.ended, r.failed,
-               r.conns, elapsed, rate);
+        printf("%d sandboxes (%d failed, %d exec stems), %d in flight, %.3f s: %.1f/s\n", r.ended,
+               r.failed, r.stems, r.conns, elapsed, rate);
     free(r.start_ns);
     free(r.lat_us);
     free(boxes);
