@@ -1,6 +1,6 @@
 /*
- * sandbox_rate.c - the isolation alone: sandboxes created back to back by
- * wisp's spawner, with no daemon, no HTTP and no Runtime API.
+ * sandbox_rate.c - wisp's sandboxes without the platform: created back to
+ * back by wisp's spawner, with no daemon and no client.
  *
  * The env creation rate benchmark compares wisp (create an env, invoke it,
  * retire it) with bare spawn+exec+wait loops of the same binary. This tool is
