@@ -94,8 +94,13 @@
  * version, made for a version that was spawned twice within XSTEM_HOT_MS,
  * once no sandbox started for a request is still starting (WISP_SB_UP), or
  * at the latest once no request has come for XSTEM_IDLE_MS (the daemon drops
- * one it kept unbound too long). XSTEM_HOT_MAX versions are remembered. */
-#define XSTEMS_MAX 4
+ * one it kept unbound too long). A version one of whose requests came to the
+ * spawner while a stem was wanted for it (the stem was still being built, or
+ * not yet) gets XSTEM_DEPTH_MAX from then on, so that one stem is ready while
+ * the last one bound is replaced; back to one once it is no longer wanted.
+ * XSTEM_HOT_MAX versions are remembered. */
+#define XSTEMS_MAX 8
+#define XSTEM_DEPTH_MAX 2
 #define XSTEM_HOT_MAX 16
 #define XSTEM_HOT_MS 10000
 #define XSTEM_IDLE_MS 10
@@ -181,6 +186,7 @@ struct xhot {
     struct kept_spec k; /* its last request */
     uint64_t last_ns;   /* when it came */
     bool wanted;        /* it came twice within XSTEM_HOT_MS */
+    int depth;          /* stems kept for it: 1, or XSTEM_DEPTH_MAX after a miss */
 };
 
 /* An exec stem: a sandbox made for k's spec whose first process waits in
@@ -1439,9 +1445,12 @@ static bool xstem_forget(struct spawner *s, const struct sbx *b)
     return false;
 }
 
-/* A request of spec was served by an exec (or an exec stem): remember it. */
+/* A request of spec was served by an exec (or an exec stem): remember it.
+ * missed: it came to the spawner (not bound by the daemon to an offered
+ * stem) with no stem of its version ready, which for a version that wanted
+ * one means none was ready in time. */
 static void xstem_note(struct spawner *s, const struct wisp__sb_spec *spec, const void *msg,
-                       size_t len)
+                       size_t len, bool missed)
 {
     if (!xstem_candidate(s, spec))
         return;
@@ -1449,7 +1458,9 @@ static void xstem_note(struct spawner *s, const struct wisp__sb_spec *spec, cons
     for (int i = 0; i < s->nhot; i++) {
         struct xhot *h = &s->hot[i];
         if (wisp__sb_same_sandbox(&h->k.spec, spec)) {
+            bool was = h->wanted && now - h->last_ns < (uint64_t)XSTEM_HOT_MS * 1000000u;
             h->wanted = now - h->last_ns < (uint64_t)XSTEM_HOT_MS * 1000000u;
+            h->depth = !h->wanted ? 1 : was && missed ? XSTEM_DEPTH_MAX : h->depth;
             h->last_ns = now;
             return;
         }
@@ -1470,32 +1481,36 @@ static void xstem_note(struct spawner *s, const struct wisp__sb_spec *spec, cons
         s->nhot++;
     }
     struct xhot *h = &s->hot[slot];
-    *h = (struct xhot){.last_ns = now};
+    *h = (struct xhot){.last_ns = now, .depth = 1};
     if (kept_copy(&h->k, msg, len) < 0) /* not expected: msg was decoded before */
         s->hot[slot] = s->hot[--s->nhot];
 }
 
-static bool xstem_ready_for(const struct spawner *s, const struct wisp__sb_spec *spec)
+static int xstems_for(const struct spawner *s, const struct wisp__sb_spec *spec)
 {
+    int n = 0;
     for (int i = 0; i < s->nxstems; i++)
-        if (wisp__sb_same_sandbox(&s->xstems[i].k.spec, spec))
-            return true;
-    return false;
+        n += wisp__sb_same_sandbox(&s->xstems[i].k.spec, spec);
+    return n;
 }
 
-/* The recently spawned version that wants an exec stem and has none, or NULL. */
+/* The recently spawned version that wants an exec stem more, or NULL: first
+ * one that has none, then one below its depth. */
 static struct xhot *xstem_wanted(struct spawner *s)
 {
     if (s->nxstems == XSTEMS_MAX || s->cfg->no_exec_stems ||
         s->xstem_failures >= XSTEM_MAX_FAILURES)
         return NULL;
     uint64_t now = wisp_mono_ns();
-    for (int i = 0; i < s->nhot; i++) {
-        struct xhot *h = &s->hot[i];
-        if (h->wanted && now - h->last_ns < (uint64_t)XSTEM_HOT_MS * 1000000u &&
-            !xstem_ready_for(s, &h->k.spec))
-            return h;
-    }
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < s->nhot; i++) {
+            struct xhot *h = &s->hot[i];
+            if (!h->wanted || now - h->last_ns >= (uint64_t)XSTEM_HOT_MS * 1000000u)
+                continue;
+            int n = xstems_for(s, &h->k.spec);
+            if (pass == 0 ? n == 0 : n < h->depth)
+                return h;
+        }
     return NULL;
 }
 
@@ -1689,7 +1704,7 @@ static void do_bound(struct spawner *s, const void *msg, size_t len)
     b->key = b->net.ns_fd >= 0 && x->k.spec.reuse_key ? xstrdup(x->k.spec.reuse_key) : NULL;
     b->starting = true;
     s->nstarting++;
-    xstem_note(s, &x->k.spec, x->k.msg, x->k.len);
+    xstem_note(s, &x->k.spec, x->k.msg, x->k.len, false);
     xstem_drop(s, i);
 }
 
@@ -1768,7 +1783,9 @@ static void do_spawn(struct spawner *s, const void *msg, size_t len)
         for (int i = 0; i < 3; i++)
             close(fds[i]);
         if (how == WISP_SANDBOX_EXEC || how == WISP_SANDBOX_EXEC_STEM)
-            xstem_note(s, &spec, msg, len);
+            /* A miss, unless a stem was there that this request could not use. */
+            xstem_note(s, &spec, msg, len,
+                       how == WISP_SANDBOX_EXEC_STEM || xstems_for(s, &spec) == 0);
         wisp__sb_spec_free(&spec);
         return;
     }

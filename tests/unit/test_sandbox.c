@@ -1431,6 +1431,72 @@ TEST(exec_stem_serves_the_next_sandbox_of_a_version)
     fixture_down();
 }
 
+static void run_loop_for(unsigned ms);
+
+/* The exec stems the spawner holds. */
+static int count_exec_stems(pid_t spawner)
+{
+    static const char cmdline[] = "/var/runtime/exec-stem"; /* with its NUL */
+    int n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char path[300], text[64];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t got = fread(text, 1, sizeof text, f);
+        fclose(f);
+        n += got >= sizeof cmdline && memcmp(text, cmdline, sizeof cmdline) == 0 &&
+             parent_of((pid_t)atoi(e->d_name)) == spawner;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* A version one of whose requests found no stem while one was wanted for it
+ * keeps two from then on (one ready while the last one bound is replaced);
+ * a version that never missed keeps one (the case above). */
+TEST(exec_stems_two_for_a_version_that_missed_one)
+{
+    pid_t spawner = exec_stem_fixture(0);
+    const char *argv[] = {"/var/task/probe", "env", NULL};
+    wisp_sandbox_spec_t s1 = spec_for("xd1", argv);
+    s1.runtime_dir = F.runtime;
+    s1.reuse_key = "fnD";
+    struct run *r1 = run_to_end(&s1);
+    CHECK(r1->ok && WIFEXITED(r1->status) && WEXITSTATUS(r1->status) == 0);
+    /* Two more sent at once: the first makes the version want a stem, the
+     * second comes while the first is starting, so no stem was built for it. */
+    wisp_sandbox_spec_t s2 = s1, s3 = s1;
+    s2.id = "xd2";
+    s3.id = "xd3";
+    struct run *r2 = new_run("xd2"), *r3 = new_run("xd3");
+    wisp_err_t err;
+    CHECK(wisp_sandbox_spawn(F.sb, &s2, on_spawn_cb, r2, &err) == 0);
+    CHECK(wisp_sandbox_spawn(F.sb, &s3, on_spawn_cb, r3, &err) == 0);
+    while (!r2->replied || !r3->replied)
+        uv_run(&F.loop, UV_RUN_ONCE);
+    CHECK(r2->ok && r3->ok && r2->st.how == WISP_SANDBOX_EXEC && r3->st.how == WISP_SANDBOX_EXEC);
+    finish(r2);
+    finish(r3);
+    for (int i = 0; i < 500 && count_exec_stems(spawner) < 2; i++)
+        usleep(10000);
+    CHECK_INT(count_exec_stems(spawner), 2);
+    run_loop_for(300); /* the offers read; no third one comes */
+    CHECK_INT(count_exec_stems(spawner), 2);
+    /* The next two requests are both served by a stem. */
+    wisp_sandbox_spec_t s4 = s1, s5 = s1;
+    s4.id = "xd4";
+    s5.id = "xd5";
+    struct run *r4 = run_to_end(&s4), *r5 = run_to_end(&s5);
+    CHECK(r4->st.how == WISP_SANDBOX_EXEC_STEM && r5->st.how == WISP_SANDBOX_EXEC_STEM);
+    CHECK(r4->st.pid != r5->st.pid);
+    fixture_down();
+}
+
 /* Run the loop for about ms milliseconds (offers, timers). */
 static void run_loop_for(unsigned ms)
 {
@@ -1856,6 +1922,7 @@ TAP_MAIN(CASE(runs_unprivileged_and_confined), CASE(sees_only_its_own_file_syste
          CASE(pooled_items_are_used_once), CASE(pooled_env_is_isolated),
          CASE(netns_reused_only_with_the_same_key), CASE(netns_reuse_can_be_disabled),
          CASE(exec_stem_serves_the_next_sandbox_of_a_version),
+         CASE(exec_stems_two_for_a_version_that_missed_one),
          CASE(exec_stem_ended_or_kept_too_long_is_not_bound), CASE(exec_stems_can_be_disabled),
          CASE(exec_stem_program_execs_a_whole_message_at_once),
          CASE(pooled_groups_never_take_an_existing_name), CASE(shared_root_template_stays_private),
