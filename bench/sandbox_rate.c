@@ -20,8 +20,11 @@
  * AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001): the isolation and one invocation's
  * own work in the env, without the daemon or a client.
  *
- *   sandbox_rate [-c C] [-n N] [-a] [-e NAME=VALUE]... [-j] [-o latencies.txt]
+ *   sandbox_rate [-c C] [-n N] [-m MB] [-a] [-e NAME=VALUE]... [-j] [-o latencies.txt]
  *                -- CODE_DIR PROGRAM
+ *
+ * -m sets the memory limit (default 128 MB, as the suite's function; 0: none,
+ * so no memory group), for measuring what the limit itself costs.
  *
  * CODE_DIR is mounted at /var/task; PROGRAM is the path inside the sandbox
  * (e.g. /var/task/noop-bootstrap). Prints the count, elapsed seconds and rate
@@ -56,7 +59,8 @@ struct run {
     const char *argv[2];
     const char *envp[MAX_ENV + 1];
     int conns, total;
-    bool serve; /* -a */
+    unsigned memory_mb; /* -m: the sandboxes' memory limit; 0: none */
+    bool serve;         /* -a */
     int started, ended, failed;
     int stems; /* sandboxes that were exec stems, bound (the rest were built per request) */
     uint64_t t0_ns;
@@ -269,7 +273,7 @@ static void start_one(struct run *r)
         .code_dir = r->code_dir,
         .argv = r->argv,
         .envp = r->envp,
-        .memory_mb = 128,
+        .memory_mb = r->memory_mb,
         .tmp_mb = 512,
         .pids_max = 256,
         .cpu_weight = 8,
@@ -294,23 +298,24 @@ static void start_one(struct run *r)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: sandbox_rate [-c C] [-n N] [-a] [-e NAME=VALUE]... [-j] [-o FILE] "
-                    "-- CODE_DIR PROGRAM\n");
+    fprintf(stderr, "usage: sandbox_rate [-c C] [-n N] [-m MB] [-a] [-e NAME=VALUE]... [-j] "
+                    "[-o FILE] -- CODE_DIR PROGRAM\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    struct run r = {.conns = 8, .total = 400};
+    struct run r = {.conns = 8, .total = 400, .memory_mb = 128};
     int nenv = 0;
     bool json = false;
     const char *out = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "c:n:ae:jo:")) != -1) {
+    while ((opt = getopt(argc, argv, "c:n:m:ae:jo:")) != -1) {
         switch (opt) {
         case 'a': r.serve = true; break;
         case 'c': r.conns = atoi(optarg); break;
         case 'n': r.total = atoi(optarg); break;
+        case 'm': r.memory_mb = (unsigned)atoi(optarg); break;
         case 'e':
             if (nenv == MAX_ENV || strchr(optarg, '=') == NULL)
                 usage();
