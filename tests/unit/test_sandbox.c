@@ -990,11 +990,13 @@ static int cmp_u64(const void *a, const void *b)
 
 /* ---- pools ------------------------------------------------------------------ */
 
-/* The last child of parent whose /proc/<pid>/<file> starts with the want_len
- * bytes of want, or -1. */
-static pid_t child_with(pid_t parent, const char *file, const char *want, size_t want_len)
+/* The children of parent whose /proc/<pid>/<file> starts with the want_len
+ * bytes of want: their count, and the last one found in *last (-1: none). */
+static int children_with(pid_t parent, const char *file, const char *want, size_t want_len,
+                         pid_t *last)
 {
-    pid_t found = -1;
+    int n = 0;
+    *last = -1;
     DIR *d = opendir("/proc");
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
@@ -1003,14 +1005,25 @@ static pid_t child_with(pid_t parent, const char *file, const char *want, size_t
         FILE *f = fopen(path, "r");
         if (f == NULL)
             continue;
-        size_t n = fread(text, 1, sizeof text, f);
+        size_t got = fread(text, 1, sizeof text, f);
         fclose(f);
         pid_t pid = (pid_t)atoi(e->d_name);
-        if (n >= want_len && memcmp(text, want, want_len) == 0 && parent_of(pid) == parent)
-            found = pid;
+        if (got >= want_len && memcmp(text, want, want_len) == 0 && parent_of(pid) == parent) {
+            *last = pid;
+            n++;
+        }
     }
     if (d)
         closedir(d);
+    return n;
+}
+
+/* The last child of parent whose /proc/<pid>/<file> starts with the want_len
+ * bytes of want, or -1. */
+static pid_t child_with(pid_t parent, const char *file, const char *want, size_t want_len)
+{
+    pid_t found;
+    children_with(parent, file, want, want_len, &found);
     return found;
 }
 
@@ -1437,23 +1450,8 @@ static void run_loop_for(unsigned ms);
 static int count_exec_stems(pid_t spawner)
 {
     static const char cmdline[] = "/var/runtime/exec-stem"; /* with its NUL */
-    int n = 0;
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        char path[300], text[64];
-        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t got = fread(text, 1, sizeof text, f);
-        fclose(f);
-        n += got >= sizeof cmdline && memcmp(text, cmdline, sizeof cmdline) == 0 &&
-             parent_of((pid_t)atoi(e->d_name)) == spawner;
-    }
-    if (d)
-        closedir(d);
-    return n;
+    pid_t last;
+    return children_with(spawner, "cmdline", cmdline, sizeof cmdline, &last);
 }
 
 /* A version one of whose requests found no stem while one was wanted for it
