@@ -1458,9 +1458,10 @@ static void xstem_note(struct spawner *s, const struct wisp__sb_spec *spec, cons
     for (int i = 0; i < s->nhot; i++) {
         struct xhot *h = &s->hot[i];
         if (wisp__sb_same_sandbox(&h->k.spec, spec)) {
-            bool was = h->wanted && now - h->last_ns < (uint64_t)XSTEM_HOT_MS * 1000000u;
-            h->wanted = now - h->last_ns < (uint64_t)XSTEM_HOT_MS * 1000000u;
-            h->depth = !h->wanted ? 1 : was && missed ? XSTEM_DEPTH_MAX : h->depth;
+            bool recent = now - h->last_ns < (uint64_t)XSTEM_HOT_MS * 1000000u;
+            bool was = h->wanted && recent;
+            h->wanted = recent;
+            h->depth = !recent ? 1 : was && missed ? XSTEM_DEPTH_MAX : h->depth;
             h->last_ns = now;
             return;
         }
